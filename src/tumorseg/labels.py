@@ -50,8 +50,20 @@ def to_internal(values: np.ndarray, convention: str, case=None, path=None) -> np
             raise InputError("label has NaN or infinite voxels", case, path)
         if not np.all(arr == np.round(arr)):
             raise InputError("label has non-integer values", case, path)
-    arr = arr.astype(np.int64, copy=False)
-    found = np.unique(arr)
+    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2:
+        # one gather through a lookup table; unknown values map to a sentinel
+        lo = int(np.iinfo(arr.dtype).min)
+        lut = np.full(int(np.iinfo(arr.dtype).max) - lo + 1, UNLABELLED, dtype=np.uint8)
+        for value, cls in mapping.items():
+            if np.iinfo(arr.dtype).min <= value <= np.iinfo(arr.dtype).max:
+                lut[value - lo] = cls
+        out = lut[arr.astype(np.intp) - lo] if lo else lut[arr]
+        if out.max() != UNLABELLED:
+            return out
+        found = np.unique(arr[out == UNLABELLED])
+    else:
+        arr = arr.astype(np.int64, copy=False)
+        found = np.unique(arr)
     bad = [int(v) for v in found if int(v) not in mapping]
     if bad:
         raise InputError(

@@ -120,9 +120,7 @@ def complete_sheet(
             if check_files and not Path(full).is_file():
                 problems.append(f"case {case}: {full}: {col} file not found")
     if problems:
-        raise InputError(
-            "problems in the sample sheet:\n  " + "\n  ".join(problems), path=where
-        )
+        raise InputError("problems in the sample sheet:\n  " + "\n  ".join(problems), path=where)
     df["labelled"] = df["seg"] != ""
     return df.set_index("case", drop=False)
 
@@ -171,3 +169,12 @@ def sheet_from_folder(folder: str | Path, modalities: list[str]) -> pd.DataFrame
     if not rows:
         raise InputError("no case folders found", path=folder)
     return pd.DataFrame(rows)
+
+
+def write_completed_sheet(table: dict, path: str | Path) -> None:
+    """Write the completed sheet's ``case``, ``subject``, ``scanner``, ``labelled``."""
+    from .atomic import atomic_path
+
+    df = pd.DataFrame(table)[["case", "subject", "scanner", "labelled"]]
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)

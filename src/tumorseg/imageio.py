@@ -1,0 +1,118 @@
+"""Reading and writing medical images with checks that name the case and the file."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .atomic import atomic_path
+from .errors import InputError
+from .geometry import Grid
+
+
+def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> sitk.Image:
+    """Read one image with SimpleITK (NIfTI, MINC, MHA, NRRD, ...), checking it.
+
+    Raises :class:`InputError` for a missing or unreadable file (corrupt gzip included),
+    the wrong dimensionality, or NaN / infinite voxels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{role} file not found", case, path)
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise InputError(
+            f"cannot read the {role} image ({_reason(path, err)})", case, path
+        ) from None
+    if img.GetDimension() == 4 and ndim == 3 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() != ndim:
+        size = "x".join(str(v) for v in img.GetSize())
+        raise InputError(
+            f"{role} image is {img.GetDimension()}D ({size}), expected {ndim}D", case, path
+        )
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{role} image has vector pixels, expected scalars", case, path)
+    arr = sitk.GetArrayViewFromImage(img)
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        n = int(arr.size - np.isfinite(arr).sum())
+        raise InputError(f"{role} image has {n} NaN or infinite voxels", case, path)
+    return img
+
+
+def _reason(path: Path, err: RuntimeError) -> str:
+    """A short reason for a read failure instead of ITK's multi-line message."""
+    if path.name.endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as fh:
+                while fh.read(1 << 22):
+                    pass
+        except (OSError, EOFError, zlib.error) as gz_err:
+            return f"corrupt or truncated gzip data: {gz_err}"
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for ln in lines:
+        if "ERROR" in ln.upper() and ":" in ln:
+            return ln.split(":", 1)[-1].strip()[:300]
+    return (lines[-1] if lines else "unknown error")[:300]
+
+
+def read_case_images(
+    case: str,
+    paths: dict[str, str] | None,
+    image4d: str | None,
+    modalities: list[str],
+    image_channels: list[str],
+    threads: int = 1,
+) -> list[sitk.Image]:
+    """The case's modalities, in ``modalities`` order, checked to share one grid."""
+    if image4d:
+        img = read_image(image4d, case, "image", ndim=4)
+        n = img.GetSize()[3]
+        if n != len(image_channels):
+            raise InputError(
+                f"4D image has {n} channels, config `image_channels` names {len(image_channels)}",
+                case,
+                image4d,
+            )
+        missing = [m for m in modalities if m not in image_channels]
+        if missing:
+            raise InputError(
+                f"modalities {missing} are not among `image_channels` {image_channels}",
+                case,
+                image4d,
+            )
+        return [img[:, :, :, image_channels.index(m)] for m in modalities]
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        images = list(pool.map(lambda m: read_image(paths[m], case, m), modalities))
+    ref = Grid.from_image(images[0])
+    for mod, img in zip(modalities[1:], images[1:], strict=True):
+        check_same_grid(case, modalities[0], paths[modalities[0]], ref, mod, paths[mod], img)
+    return images
+
+
+def check_same_grid(case, ref_role, ref_path, ref_grid: Grid, role, path, img: sitk.Image):
+    grid = Grid.from_image(img)
+    if not grid.same_as(ref_grid):
+        raise InputError(
+            f"{role} lies on another grid than {ref_role} ({ref_path}): "
+            f"{role} is {grid.describe()} at origin {_fmt(grid.origin)}, "
+            f"{ref_role} is {ref_grid.describe()} at origin {_fmt(ref_grid.origin)}",
+            case,
+            path,
+        )
+
+
+def _fmt(v) -> str:
+    return "(" + ", ".join(f"{x:g}" for x in v) + ")"
+
+
+def write_image(img: sitk.Image, path: str | Path) -> None:
+    """Write atomically (compressed for ``.nii.gz``)."""
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), useCompression=True)

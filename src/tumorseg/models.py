@@ -1,0 +1,203 @@
+"""Segmentation models: a 2D U-Net and a plain (dilated) convolutional baseline.
+
+Both map a slice of shape (size, size, channels) to per-pixel class probabilities
+(softmax over the classes, float32 even under mixed precision). Only built-in Keras layers
+are used, so a saved model loads with
+``keras.models.load_model(path, compile=False, safe_mode=True)`` without this package.
+Every random initialiser and dropout layer gets its own seed derived from
+``settings["seed"]``: the same settings build the same weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import keras
+from keras import layers
+
+from .errors import InputError
+
+
+class _Seeds:
+    """Distinct, reproducible integer seeds for successive layers."""
+
+    def __init__(self, seed: int):
+        self._counter = itertools.count()
+        self._base = int(seed) * 1000
+
+    def __call__(self) -> int:
+        return self._base + next(self._counter)
+
+
+def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2):
+    bn = bool(settings["batch_norm"])
+    for i in range(n_convs):
+        x = layers.Conv2D(
+            filters,
+            int(settings["kernel_size"]),
+            padding="same",
+            dilation_rate=dilation,
+            use_bias=not bn,
+            kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+            dtype=dtype,
+            name=f"{name}_conv{i + 1}",
+        )(x)
+        if bn:
+            x = layers.BatchNormalization(dtype=dtype, name=f"{name}_bn{i + 1}")(x)
+        x = layers.Activation("relu", dtype=dtype, name=f"{name}_relu{i + 1}")(x)
+    return x
+
+
+def _unet(inputs, settings, n_classes, seeds, dtype):
+    depth = int(settings["depth"])
+    base = int(settings["base_filters"])
+    x = inputs
+    skips = []
+    for level in range(depth):
+        x = _conv_block(x, base * 2**level, settings, seeds, dtype, f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, dtype=dtype, name=f"enc{level}_pool")(x)
+    x = _conv_block(x, base * 2**depth, settings, seeds, dtype, "bottleneck")
+    if settings["dropout"] > 0:
+        x = layers.Dropout(
+            float(settings["dropout"]), seed=seeds(), dtype=dtype, name="bottleneck_dropout"
+        )(x)
+    for level in reversed(range(depth)):
+        filters = base * 2**level
+        if settings["upsampling"] == "transpose":
+            x = layers.Conv2DTranspose(
+                filters,
+                2,
+                strides=2,
+                kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+                dtype=dtype,
+                name=f"dec{level}_upconv",
+            )(x)
+        else:
+            x = layers.UpSampling2D(2, interpolation="nearest", dtype=dtype, name=f"dec{level}_up")(
+                x
+            )
+            x = layers.Conv2D(
+                filters,
+                2,
+                padding="same",
+                kernel_initializer=keras.initializers.HeNormal(seed=seeds()),
+                dtype=dtype,
+                name=f"dec{level}_upconv",
+            )(x)
+        x = layers.Concatenate(dtype=dtype, name=f"dec{level}_concat")([skips[level], x])
+        x = _conv_block(x, filters, settings, seeds, dtype, f"dec{level}")
+    return x
+
+
+def _cnn(inputs, settings, seeds, dtype):
+    kernels = [int(k) for k in settings["kernels"]]
+    rates = [int(r) for r in settings["dilation_rates"]]
+    if len(rates) == 1:
+        rates = rates * len(kernels)
+    if len(rates) != len(kernels):
+        raise InputError(
+            f"model setting dilation_rates has {len(rates)} entries but kernels has "
+            f"{len(kernels)}; give one rate per layer or a single rate"
+        )
+    x = inputs
+    for i, (filters, rate) in enumerate(zip(kernels, rates, strict=True)):
+        x = _conv_block(x, filters, settings, seeds, dtype, f"layer{i}", dilation=rate, n_convs=1)
+        if settings["dropout"] > 0:
+            x = layers.Dropout(
+                float(settings["dropout"]), seed=seeds(), dtype=dtype, name=f"layer{i}_dropout"
+            )(x)
+    return x
+
+
+def build_model(
+    settings: dict,
+    n_channels: int,
+    n_classes: int = 4,
+    input_size: int | None = None,
+    dtype_policy: str | None = None,
+) -> keras.Model:
+    """Build the model described by ``settings`` (one entry of config ``models``).
+
+    ``input_size`` fixes the slice size (None: any size; a U-Net needs sizes divisible by
+    ``2**depth``). ``dtype_policy`` (e.g. ``"mixed_float16"``) applies to every layer but the
+    final softmax, which always computes in float32. The model is not compiled.
+    """
+    arch = settings["architecture"]
+    if arch == "unet" and input_size is not None:
+        factor = 2 ** int(settings["depth"])
+        if input_size % factor:
+            raise InputError(
+                f"slices of {input_size}x{input_size} voxels cannot pass a U-Net of depth "
+                f"{settings['depth']}: the size must be divisible by {factor}; lower `depth` "
+                "or change the crop/downsampling so the slice size is a multiple"
+            )
+    dtype = dtype_policy  # None: the global policy (float32 unless changed)
+    seeds = _Seeds(settings["seed"])
+    inputs = keras.Input(shape=(input_size, input_size, n_channels), name="image")
+    if arch == "unet":
+        x = _unet(inputs, settings, n_classes, seeds, dtype)
+    elif arch == "cnn":
+        x = _cnn(inputs, settings, seeds, dtype)
+    else:
+        raise InputError(f"unknown model architecture {arch!r}; choose unet or cnn")
+    x = layers.Conv2D(
+        n_classes,
+        1,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
+        dtype=dtype,
+        name="logits",
+    )(x)
+    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=arch)
+
+
+def forward_flops(model: keras.Model) -> int:
+    """Floating-point operations of one forward pass of one slice (multiply-add = 2).
+
+    Counted analytically from the layers: convolutions (and transposed convolutions) with
+    their biases, batch normalisation (2 per element, as at inference), ReLU and softmax
+    (1 and ~3 per element); pooling, up-sampling, concatenation and dropout count as 0.
+    Needs a model built with a fixed ``input_size``.
+    """
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):
+            continue
+        out_shape = tuple(layer.output.shape[1:])
+        in_shape = tuple(layer.input.shape[1:]) if not isinstance(layer.input, list) else None
+        if any(d is None for d in out_shape):
+            raise ValueError("forward_flops needs a model built with a fixed input_size")
+        n_out = 1
+        for d in out_shape:
+            n_out *= d
+        if isinstance(layer, layers.Conv2DTranspose):
+            kh, kw = layer.kernel_size
+            h, w, cin = in_shape
+            total += 2 * h * w * kh * kw * cin * layer.filters
+            if layer.use_bias:
+                total += n_out
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            cin = in_shape[-1]
+            total += 2 * (n_out // layer.filters) * kh * kw * cin * layer.filters
+            if layer.use_bias:
+                total += n_out
+        elif isinstance(layer, layers.BatchNormalization):
+            total += 2 * n_out
+        elif isinstance(layer, layers.Activation):
+            name = getattr(layer.activation, "__name__", "")
+            total += 3 * n_out if name == "softmax" else n_out
+    return int(total)
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    """Total, trainable and non-trainable parameter counts."""
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    non_trainable = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    return {
+        "total": trainable + non_trainable,
+        "trainable": trainable,
+        "non_trainable": non_trainable,
+    }

@@ -1,0 +1,163 @@
+"""Prediction of one case and its way back to the native grid, written as NIfTI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from . import geometry as geo
+from .atomic import atomic_path
+from .errors import InputError
+from .labels import from_internal
+
+log = logging.getLogger("tumorseg")
+
+
+def load_geometry(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
+    """The native grid of the case's input file, checked against the geometry record."""
+    img = sitk.ReadImage(str(reference)) if Path(reference).is_file() else None
+    if img is None:
+        raise InputError("reference image not found", case, reference)
+    if img.GetDimension() == 4:
+        img = img[:, :, :, 0]
+    grid = geo.Grid.from_image(img)
+    recorded = geo.Grid.from_dict(record["native"])
+    if not grid.same_as(recorded):
+        raise InputError(
+            f"the input is on {grid.describe()}, but it was preprocessed on "
+            f"{recorded.describe()}; rerun preprocessing",
+            case,
+            reference,
+        )
+    return grid
+
+
+def write_segmentation(
+    classes: sitk.Image, reference: str, case: str, convention: str, out_path: str
+) -> None:
+    """Write a native-grid class map in the dataset's convention (uint8) and check that the
+    written file has the reference file's shape and affine; raise otherwise."""
+    values = from_internal(sitk.GetArrayViewFromImage(classes), convention)
+    out = sitk.GetImageFromArray(values)
+    out.CopyInformation(classes)
+    with atomic_path(out_path) as tmp:
+        sitk.WriteImage(out, str(tmp), useCompression=True)
+        check_written(tmp, reference, case)
+
+
+def check_written(written: str | Path, reference: str, case: str) -> None:
+    """Compare shape and affine of a written NIfTI with the reference, as a viewer sees them."""
+    ref = nib.load(str(reference))
+    got = nib.load(str(written))
+    if got.shape[:3] != ref.shape[:3]:
+        raise geo.GeometryError(
+            f"case {case}: written shape {got.shape} differs from the input's {ref.shape}"
+        )
+    if not np.allclose(got.affine, ref.affine, atol=1e-4):
+        raise geo.GeometryError(
+            f"case {case}: written affine\n{got.affine}\ndiffers from the input's\n{ref.affine}"
+        )
+
+
+def _configure_threads(threads: int) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:  # already initialised in this process
+        pass
+
+
+def load_model(model_path: str):
+    import keras
+
+    from . import models  # noqa: F401  registers the package's serialisable objects
+
+    try:
+        return keras.models.load_model(model_path, compile=False, safe_mode=True)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot load the model ({err})", path=model_path) from None
+
+
+def predict_probabilities(model, image: np.ndarray, batch_size: int) -> np.ndarray:
+    """Class probabilities (z, y, x, C) of every slice of a case, in batches."""
+    out = []
+    for start in range(0, image.shape[0], batch_size):
+        batch = np.asarray(image[start : start + batch_size], dtype=np.float32)
+        out.append(np.asarray(model(batch, training=False), dtype=np.float32))
+    return np.concatenate(out, axis=0)
+
+
+def predict_case(
+    case: str,
+    model_path: str,
+    image_npy: str,
+    geometry_json: str,
+    reference: str,
+    convention: str,
+    batch_size: int,
+    out_seg: str,
+    out_probs: str | None = None,
+    threads: int = 2,
+    model=None,
+) -> dict[str, float]:
+    """Predict one case and write ``out_seg`` (and optionally ``out_probs``) on the native
+    grid. Returns the seconds spent reading, in the model, inverting and writing."""
+    times = {}
+    t0 = time.perf_counter()
+    record = load_geometry(geometry_json)
+    native_reference(reference, case, record)
+    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
+    times["read"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if model is None:
+        _configure_threads(threads)
+        model = load_model(model_path)
+    probs = predict_probabilities(model, image, batch_size)
+    times["model"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    classes, native_probs = geo.probabilities_to_native(probs, record, keep_probs=bool(out_probs))
+    times["inversion"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    write_segmentation(classes, reference, case, convention, out_seg)
+    if out_probs:
+        img = sitk.GetImageFromArray(native_probs, isVector=True)
+        img.CopyInformation(classes)
+        with atomic_path(out_probs) as tmp:
+            sitk.WriteImage(img, str(tmp), useCompression=True)
+    times["write"] = time.perf_counter() - t0
+    log.info(
+        "case %s: predicted in %s",
+        case,
+        ", ".join(f"{k} {v:.2f} s" for k, v in times.items()),
+    )
+    return times
+
+
+def ceiling_case(
+    case: str, label_npy: str, geometry_json: str, reference: str, convention: str, out_seg: str
+) -> None:
+    """The reference label after downsampling, sent back through the same inversion."""
+    record = load_geometry(geometry_json)
+    if not record["has_label"]:
+        raise InputError("the case has no label, so it has no resolution ceiling", case)
+    native_reference(reference, case, record)
+    label = np.load(label_npy, allow_pickle=False)
+    classes = geo.labels_to_native(label, record)
+    write_segmentation(classes, reference, case, convention, out_seg)

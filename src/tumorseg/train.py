@@ -1,0 +1,510 @@
+"""Train one model (one ``{model}`` wildcard of the workflow): resumable and deterministic.
+
+Resumability: after every epoch, model and optimizer state, the history so far and the
+training state (best epoch, early-stopping counter) are written to a new folder
+``<checkpoint_dir>/epoch_NNNN/``, and only then is ``latest.json`` switched to it (atomic
+rename), so a job killed at any moment (SIGKILL, preemption, a time limit) resumes from
+its last complete epoch when run again. The checkpoint folder is not a declared output, so
+Snakemake's clean-up of incomplete outputs leaves it alone. ``fingerprint.json`` holds a
+hash of the settings (resources excluded), the train/validation cases and their slice
+tables; a checkpoint with another fingerprint is discarded. Epoch ``e`` always draws the
+same batches (:mod:`tumorseg.data`), so a resumed run sees the data an uninterrupted run
+would have seen. After a successful run the checkpoints are removed.
+
+Model selection: the saved ``model.keras`` holds the weights of the epoch with the best
+mean validation Dice over WT, TC and ET (``val_dice_mean``); early stopping watches the
+same number. The model is saved without optimizer state, in float32.
+
+Determinism: the seed comes from the settings; with ``deterministic`` TensorFlow's op
+determinism is switched on, and on CPU the same settings, data and seed give the same
+weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+
+log = logging.getLogger("tumorseg.train")
+
+#: settings that only size the job, not what it computes (left out of the fingerprint)
+RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
+HISTORY_METRICS = ("dice_wt", "dice_tc", "dice_et")
+
+
+def model_defaults(schema_path: str | Path) -> dict:
+    """Default model settings, read from ``$defs/model`` of the config schema."""
+    import yaml
+
+    with open(schema_path) as fh:
+        schema = yaml.safe_load(fh)
+
+    def defaults(node: dict) -> dict:
+        out = {}
+        for key, prop in node.get("properties", {}).items():
+            if prop.get("type") == "object" and "properties" in prop:
+                out[key] = {**defaults(prop), **prop.get("default", {})}
+            elif "default" in prop:
+                out[key] = prop["default"]
+        return out
+
+    return defaults(schema["$defs"]["model"])
+
+
+def _set_thread_env(threads: int) -> None:
+    """Thread counts for TensorFlow and oneDNN; effective only before TF starts."""
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(min(threads, 2))
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def configure_tensorflow(threads: int) -> list:
+    """Set TF's thread pools (if TF has not started yet) and GPU memory growth.
+
+    Returns the visible GPUs (``CUDA_VISIBLE_DEVICES`` is honoured by TensorFlow itself).
+    """
+    _set_thread_env(threads)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != threads:
+            log.warning(
+                "TensorFlow was already running; its thread pools stay at %s threads", current
+            )
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    log.info(
+        "devices: %s (CUDA_VISIBLE_DEVICES=%s); %d CPU threads",
+        ", ".join(d.name for d in tf.config.list_physical_devices()) or "none",
+        os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        threads,
+    )
+    return gpus
+
+
+def _fingerprint(settings: dict, extra: dict) -> str:
+    content = {k: v for k, v in sorted(settings.items()) if k not in RESOURCE_KEYS}
+    blob = json.dumps({"settings": content, **extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _write_json(path: Path, obj) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+
+
+class Checkpoints:
+    """Per-epoch checkpoint folders with an atomically switched ``latest.json`` pointer."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def prepare(self, fingerprint: str) -> None:
+        """Keep a matching checkpoint, discard another, drop half-written epoch folders."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fp_path = self.folder / "fingerprint.json"
+        if fp_path.is_file():
+            old = json.loads(fp_path.read_text()).get("hash")
+            if old != fingerprint:
+                log.warning(
+                    "discarding the checkpoint in %s: made with other settings or data",
+                    self.folder,
+                )
+                self.clear()
+                self.folder.mkdir(parents=True, exist_ok=True)
+        _write_json(fp_path, {"hash": fingerprint})
+        self._prune()
+
+    def latest(self) -> tuple[dict, Path] | None:
+        pointer = self.folder / "latest.json"
+        if not pointer.is_file():
+            return None
+        folder = self.folder / json.loads(pointer.read_text())["folder"]
+        return json.loads((folder / "state.json").read_text()), folder
+
+    def save(self, state: dict, history: pd.DataFrame, model, best_model=None) -> None:
+        """Write epoch ``state["epoch"]``: training weights, history, state; then point to it."""
+        name = f"epoch_{state['epoch']:04d}"
+        final = self.folder / name
+        tmp = self.folder / f"{name}.tmp"
+        for p in (tmp, final):
+            shutil.rmtree(p, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        model.save_weights(tmp / "train.weights.h5")
+        if best_model is not None:
+            best_model.save_weights(tmp / "model.weights.h5")
+        history.to_csv(tmp / "history.csv", index=False)
+        (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+        _fsync_dir(tmp)
+        os.replace(tmp, final)
+        _write_json(self.folder / "latest.json", {"folder": name})
+        self._prune()
+
+    def _prune(self) -> None:
+        keep = set()
+        found = self.latest()
+        if found is not None:
+            state, folder = found
+            keep.add(folder.name)
+            if state.get("best_epoch") is not None:
+                keep.add(f"epoch_{state['best_epoch']:04d}")
+        for p in self.folder.glob("epoch_*"):
+            if p.name not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def clear(self) -> None:
+        for p in self.folder.glob("epoch_*"):
+            shutil.rmtree(p, ignore_errors=True)
+        for name in ("latest.json", "fingerprint.json"):
+            (self.folder / name).unlink(missing_ok=True)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    for p in folder.iterdir():
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+class TensorBoardScalars:
+    """Epoch scalars in TensorBoard's format (``train/`` and ``validation/`` runs, tags
+    ``epoch_<metric>`` as Keras writes them), written with TensorFlow's own summary ops so
+    the ``tensorboard`` package is not needed to write them."""
+
+    def __init__(self, folder: str | Path):
+        import tensorflow as tf
+        from tensorflow.core.framework import summary_pb2
+
+        self._tf = tf
+        self._writers = {
+            run: tf.summary.create_file_writer(str(Path(folder) / run))
+            for run in ("train", "validation")
+        }
+        self._metadata = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+        )
+
+    def write(self, epoch: int, logs: dict) -> None:
+        tf = self._tf
+        for key, value in logs.items():
+            if value is None:
+                continue
+            run, tag = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
+            with self._writers[run].as_default():
+                tf.summary.write(
+                    f"epoch_{tag}",
+                    tf.constant(float(value), tf.float32),
+                    step=epoch,
+                    metadata=self._metadata,
+                )
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+
+
+def _make_epoch_callback(
+    keras, checkpoints, state, history_rows, clean_model, patience, tensorboard, t0
+):
+    class EpochEnd(keras.callbacks.Callback):
+        """Adds val_dice_mean and the learning rate to the logs, tracks the best epoch,
+        early stopping, and writes the epoch checkpoint."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            val = [logs.get(f"val_{m}") for m in HISTORY_METRICS]
+            value = float(sum(val) / len(val)) if all(v is not None for v in val) else None
+            logs["val_dice_mean"] = value
+            optimizer = self.model.optimizer
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            row = {"epoch": epoch + 1}
+            row.update({k: float(v) for k, v in logs.items() if v is not None})
+            row["seconds"] = round(time.perf_counter() - self._start, 3)
+            history_rows.append(row)
+            tensorboard.write(epoch, logs)
+            improved = value is not None and (state["best"] is None or value > state["best"])
+            if improved or state["best_epoch"] is None:
+                state["best"] = value
+                state["best_epoch"] = epoch + 1
+                state["wait"] = 0
+                clean_model.set_weights(self.model.get_weights())
+                best = clean_model
+            else:
+                state["wait"] += 1
+                best = None
+            state["epoch"] = epoch + 1
+            if patience is not None and state["wait"] >= patience:
+                log.info("early stopping: no improvement in %d epochs", state["wait"])
+                state["stopped"] = True
+                self.model.stop_training = True
+            checkpoints.save(state, pd.DataFrame(history_rows), self.model, best)
+            log.info(
+                "epoch %d done in %.1f s (val_dice_mean %s; best epoch %s); %.0f s so far",
+                epoch + 1,
+                row["seconds"],
+                "n/a" if value is None else f"{value:.4f}",
+                state["best_epoch"],
+                time.perf_counter() - t0,
+            )
+
+    return EpochEnd()
+
+
+def _write_curves(history: pd.DataFrame, path: str, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    ax_loss, ax_dice = fig.subplots(1, 2)
+    epochs = history["epoch"]
+    for col, style in (("loss", "-"), ("val_loss", "--")):
+        if col in history:
+            ax_loss.plot(epochs, history[col], style, marker="o", label=col)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend()
+    for m in (*HISTORY_METRICS, "dice_mean"):
+        col = f"val_{m}"
+        if col in history:
+            ax_dice.plot(epochs, history[col], marker="o", label=col)
+    ax_dice.set_xlabel("epoch")
+    ax_dice.set_ylabel("Dice (validation)")
+    ax_dice.set_ylim(0, 1)
+    ax_dice.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def _summary_text(model, settings, facts: dict) -> str:
+    from .models import forward_flops, parameter_counts
+
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, **_: lines.append(s), line_length=100)
+    counts = parameter_counts(model)
+    flops = forward_flops(model)
+    head = [
+        f"model: {facts.get('name', model.name)} ({settings['architecture']})",
+        f"parameters: {counts['total']:,} total, {counts['trainable']:,} trainable, "
+        f"{counts['non_trainable']:,} non-trainable",
+        f"forward FLOPs per slice: {flops:,} ({flops / 1e9:.3f} GFLOP)",
+    ]
+    head += [f"{k}: {v}" for k, v in facts.items() if k != "name"]
+    head.append("settings: " + json.dumps(settings, sort_keys=True))
+    return "\n".join(head) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def compiled_model(settings: dict, n_channels: int, size: int, total_steps: int, mixed: bool):
+    """The model of ``settings``, compiled with its loss, optimizer, schedule and metrics."""
+    import keras
+
+    from . import losses, models
+
+    policy = "mixed_float16" if mixed else None
+    model = models.build_model(settings, n_channels, input_size=size, dtype_policy=policy)
+    optimizer = losses.get_optimizer(settings, total_steps)
+    if mixed:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(
+        optimizer=optimizer,
+        loss=losses.get_loss(settings),
+        metrics=losses.region_dice_metrics(),
+    )
+    return model
+
+
+def train_model(
+    splits_path: str,
+    preprocessed_dir: str,
+    settings: dict,
+    out_model: str,
+    out_history: str,
+    out_curves: str,
+    out_summary: str,
+    checkpoint_dir: str,
+    tensorboard_dir: str,
+    fold: int | None = None,
+    deterministic: bool = True,
+    threads: int = 2,
+) -> None:
+    """Train the model described by ``settings`` on the split's train cases.
+
+    Writes ``out_model`` (``model.keras``, best epoch by mean validation Dice),
+    ``out_history`` (CSV, one row per epoch, all epochs across resumes), ``out_curves``
+    (PNG), ``out_summary`` (text: layers, parameter counts, forward FLOPs) and TensorBoard
+    logs under ``tensorboard_dir``; resumes from ``checkpoint_dir`` when a matching
+    checkpoint is there.
+    """
+    t0 = time.perf_counter()
+    threads = max(1, int(threads))
+    settings = json.loads(json.dumps(settings))  # plain, private copy
+    gpus = configure_tensorflow(threads)
+    import keras
+    import tensorflow as tf
+
+    from . import data, models
+
+    seed = int(settings["seed"])
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+        log.info("TensorFlow op determinism on (seed %d)", seed)
+
+    train_cases, val_cases = data.read_split(splits_path, fold)
+    train_slices = data.read_slices(preprocessed_dir, train_cases)
+    val_slices = data.read_slices(preprocessed_dir, val_cases)
+    train_reader = data.SliceReader(preprocessed_dir, train_cases)
+    val_reader = data.SliceReader(preprocessed_dir, val_cases)
+    shape = (train_reader.height, train_reader.width, train_reader.channels)
+    if (val_reader.height, val_reader.width, val_reader.channels) != shape:
+        raise ValueError("training and validation slices differ in shape")
+    if shape[0] != shape[1]:
+        raise ValueError(f"slices must be square, found {shape[0]}x{shape[1]}")
+    batch = int(settings["batch_size"])
+    steps = settings.get("steps_per_epoch") or math.ceil(len(train_slices) / batch)
+    epochs = int(settings["epochs"])
+    log.info(
+        "training on %d cases (%d slices), validating on %d cases (%d slices); "
+        "%d epochs of %d batches of %d",
+        len(train_cases),
+        len(train_slices),
+        len(val_cases),
+        len(val_slices),
+        epochs,
+        steps,
+        batch,
+    )
+
+    checkpoints = Checkpoints(checkpoint_dir)
+    fingerprint = _fingerprint(
+        settings,
+        {
+            "train": train_cases,
+            "val": val_cases,
+            "fold": fold,
+            "shape": shape,
+            "steps": steps,
+            "train_slices": hashlib.sha256(train_slices.to_csv().encode()).hexdigest(),
+            "val_slices": hashlib.sha256(val_slices.to_csv().encode()).hexdigest(),
+        },
+    )
+    checkpoints.prepare(fingerprint)
+
+    mixed = bool(settings.get("mixed_precision")) and bool(gpus)
+    if settings.get("mixed_precision") and not gpus:
+        log.info("mixed precision asked for, but no GPU is visible: training in float32")
+    model = compiled_model(settings, shape[2], shape[0], epochs * steps, mixed)
+    clean_model = models.build_model(settings, shape[2], input_size=shape[0])
+
+    state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "stopped": False}
+    history_rows: list[dict] = []
+    found = checkpoints.latest()
+    if found is not None:
+        state, folder = found
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(folder / "train.weights.h5")
+        history_rows = pd.read_csv(folder / "history.csv").to_dict("records")
+        log.info(
+            "resuming from the checkpoint after epoch %d of %d (%s; optimizer step %d)",
+            state["epoch"],
+            epochs,
+            folder,
+            int(model.optimizer.iterations.numpy()),
+        )
+    else:
+        shutil.rmtree(tensorboard_dir, ignore_errors=True)
+
+    start = int(state["epoch"])
+    if start < epochs and not state.get("stopped"):
+        train_ds = data.make_train_dataset(
+            train_reader, train_slices, settings, steps, epochs, start, threads
+        )
+        val_ds = data.make_val_dataset(val_reader, val_slices, batch, threads)
+        tensorboard = TensorBoardScalars(tensorboard_dir)
+        callbacks = [
+            _make_epoch_callback(
+                keras,
+                checkpoints,
+                state,
+                history_rows,
+                clean_model,
+                settings.get("early_stopping_patience"),
+                tensorboard,
+                t0,
+            ),
+        ]
+        model.fit(
+            train_ds,
+            epochs=epochs,
+            initial_epoch=start,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=2,
+        )
+        tensorboard.close()
+        found = checkpoints.latest()
+        if found is None:
+            raise RuntimeError("training ended without a checkpoint")
+        state, folder = found
+    else:
+        log.info("nothing left to train: writing the outputs from the checkpoint")
+
+    history = pd.DataFrame(history_rows)
+    best_weights = checkpoints.folder / f"epoch_{state['best_epoch']:04d}" / "model.weights.h5"
+    clean_model.load_weights(best_weights)
+    with atomic_path(out_history) as tmp:
+        history.to_csv(tmp, index=False)
+    name = Path(out_model).parent.name or settings["architecture"]
+    _write_curves(history, out_curves, f"{name}: best epoch {state['best_epoch']}")
+    facts = {
+        "name": name,
+        "input shape": f"{shape[0]}x{shape[1]}x{shape[2]}",
+        "fold": fold,
+        "training cases / slices": f"{len(train_cases)} / {len(train_slices)}",
+        "validation cases / slices": f"{len(val_cases)} / {len(val_slices)}",
+        "epochs trained": f"{state['epoch']} of {epochs}" + (" (early stop)" * state["stopped"]),
+        "steps per epoch": steps,
+        "best epoch (mean val Dice WT/TC/ET)": f"{state['best_epoch']} ({state['best']})",
+        "mixed precision": mixed,
+        "GPUs": len(gpus),
+    }
+    with atomic_path(out_summary) as tmp:
+        tmp.write_text(_summary_text(clean_model, settings, facts))
+    with atomic_path(out_model) as tmp:
+        clean_model.save(tmp)
+    checkpoints.clear()
+    log.info(
+        "model saved to %s (epoch %d); %.0f s in all",
+        out_model,
+        state["best_epoch"],
+        time.perf_counter() - t0,
+    )

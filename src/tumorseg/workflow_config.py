@@ -1,0 +1,100 @@
+"""Start-up checks of the config and the sample sheet (before any job runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import demo
+from .errors import InputError
+from .sheet import complete_sheet, read_sheet
+
+
+def check_config(config: dict) -> None:
+    """Checks the JSON schema cannot express."""
+    ratios = config["split"]["ratios"]
+    total = sum(ratios.values())
+    if abs(total - 1.0) > 1e-6:
+        raise InputError(f"config split.ratios must sum to 1, they sum to {total:g}: {ratios}")
+    canon = config["preprocess"]["canonical"]["size"]
+    crop = config["preprocess"]["crop"]["size"]
+    if crop[0] > canon[0] or crop[1] > canon[1]:
+        raise InputError(
+            f"config preprocess.crop.size {crop} is larger than the canonical grid {canon[:2]}"
+        )
+    factors = config["preprocess"]["downsample"]
+    shape = [crop[0] // factors[0], crop[1] // factors[1], canon[2] // factors[2]]
+    if min(shape) < 1:
+        raise InputError(f"config preprocess.downsample {factors} leaves no voxel")
+    unknown = sorted(set(config["pretrained"]) - set(config["models"]))
+    if unknown:
+        raise InputError(f"config pretrained names models not in `models`: {unknown}")
+    for name, settings in config["models"].items():
+        kernels, rates = settings["kernels"], settings["dilation_rates"]
+        if settings["architecture"] == "cnn" and len(rates) not in (1, len(kernels)):
+            raise InputError(
+                f"config models.{name}: dilation_rates needs 1 or {len(kernels)} values "
+                f"(one per kernel count), got {len(rates)}"
+            )
+
+
+def model_runs(config: dict) -> dict[str, tuple[str, int | None]]:
+    """Run name -> (model name, fold). One run per model, or one per model and fold."""
+    folds = config["split"]["cv_folds"]
+    runs: dict[str, tuple[str, int | None]] = {}
+    for name in config["models"]:
+        if folds >= 2 and name not in config["pretrained"]:
+            for k in range(folds):
+                runs[f"{name}.fold{k}"] = (name, k)
+        else:
+            runs[name] = (name, None)
+    return runs
+
+
+def demo_sheet(config: dict) -> pd.DataFrame:
+    """The demo dataset's sheet, known from the config alone (the files come later)."""
+    d = config["demo"]
+    table = demo.case_table(
+        d["n_scanners"], d["n_subjects"], d["n_second_sessions"], d["n_unlabelled"]
+    )
+    rows = []
+    for _, r in table.iterrows():
+        row = {"case": r["case"], "subject": r["subject"], "scanner": r["scanner"]}
+        for mod in config["modalities"]:
+            row[mod] = f"{r['case']}/{r['case']}_{mod}.nii.gz"
+        row["seg"] = f"{r['case']}/{r['case']}_seg.nii.gz" if r["labelled"] else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
+    """The completed sample sheet: demo (from the config) or the user's (checked now)."""
+    basedir = Path(basedir)
+    if config["demo"]["enabled"]:
+        if set(config["modalities"]) - {"flair", "t1", "t1ce", "t2"}:
+            raise InputError(
+                f"the demo dataset has modalities flair, t1, t1ce, t2; config modalities "
+                f"{config['modalities']} asks for others"
+            )
+        outdir = Path(config["demo"]["outdir"])
+        df = demo_sheet(config)
+        sheet = complete_sheet(
+            df, outdir, config["modalities"], config["scanner_regex"], check_files=False
+        )
+        for col in [*config["modalities"], "seg"]:
+            sheet[col] = sheet[col].map(_relative)
+        return sheet
+    path = Path(config["samples"])
+    df = read_sheet(path)
+    return complete_sheet(df, path.parent, config["modalities"], config["scanner_regex"], path)
+
+
+def _relative(p: str) -> str:
+    """Demo paths stay relative to the working directory, as Snakemake outputs are."""
+    if not p:
+        return p
+    try:
+        return str(Path(p).relative_to(Path.cwd()))
+    except ValueError:
+        return p

@@ -1,0 +1,18 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+REAL_DATA = ROOT.parent / "shared" / "data" / "real"
+REAL_CASES = ["TCGA-DU-7294", "TCGA-FG-6692"]
+
+
+@pytest.fixture
+def real_data():
+    """The two real BraTS cases beside the checkout (../shared/data/real)."""
+    if not all((REAL_DATA / c).is_dir() for c in REAL_CASES):
+        pytest.skip(f"real data not found at {REAL_DATA}: the two real cases are not available")
+    return REAL_DATA

@@ -1,0 +1,298 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from tumorseg.errors import InputError
+from tumorseg.metrics import (
+    CASE_COLUMNS,
+    HD95_EMPTY,
+    case_metrics,
+    evaluate_case,
+    hd95,
+    region_metrics,
+)
+
+
+def test_hd95_empty_constant_is_grid_diagonal():
+    assert HD95_EMPTY == pytest.approx(math.sqrt(240**2 + 240**2 + 155**2), abs=0.005)
+
+
+def test_counts_with_anisotropic_spacing():
+    # grid of 10 voxels; pred 4, ref 3, overlap 2 -> TP 2, FP 2, FN 1, TN 5
+    pred = np.zeros((1, 2, 5), bool)
+    ref = np.zeros((1, 2, 5), bool)
+    pred[0, 0, 0:4] = True
+    ref[0, 0, 2:5] = True
+    m = region_metrics(pred, ref, spacing=(2.0, 0.5, 3.0))  # voxel volume 3 mm^3
+    assert m["dice"] == pytest.approx(4 / 7)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(5 / 7)
+    assert m["volume_pred"] == pytest.approx(12.0)
+    assert m["volume_ref"] == pytest.approx(9.0)
+
+
+def test_identical_masks():
+    mask = np.zeros((6, 6, 6), bool)
+    mask[1:4, 2:5, 1:5] = True
+    m = region_metrics(mask, mask, (1.0, 1.0, 1.0))
+    assert m == {
+        "dice": 1.0,
+        "sensitivity": 1.0,
+        "specificity": 1.0,
+        "hd95": 0.0,
+        "volume_pred": 36.0,
+        "volume_ref": 36.0,
+    }
+
+
+def test_both_empty():
+    empty = np.zeros((4, 5, 6), bool)
+    m = region_metrics(empty, empty, (1.0, 2.0, 3.0))
+    assert m["dice"] == 1.0
+    assert m["hd95"] == 0.0
+    assert m["sensitivity"] == 1.0
+    assert m["specificity"] == 1.0
+    assert m["volume_pred"] == 0.0 and m["volume_ref"] == 0.0
+
+
+def test_only_prediction():
+    ref = np.zeros((4, 5, 6), bool)
+    pred = ref.copy()
+    pred[1, 1, 1:4] = True  # 3 false positives among 120 voxels
+    m = region_metrics(pred, ref, (1.0, 2.0, 3.0))
+    assert m["dice"] == 0.0
+    assert m["hd95"] == HD95_EMPTY
+    assert m["sensitivity"] == 0.0  # documented choice for an empty reference
+    assert m["specificity"] == pytest.approx(117 / 120)
+    assert m["volume_pred"] == pytest.approx(18.0)
+    assert m["volume_ref"] == 0.0
+
+
+def test_only_reference():
+    pred = np.zeros((4, 5, 6), bool)
+    ref = pred.copy()
+    ref[2, 2:4, 2] = True
+    m = region_metrics(pred, ref, (1.0, 2.0, 3.0))
+    assert m["dice"] == 0.0
+    assert m["hd95"] == HD95_EMPTY
+    assert m["sensitivity"] == 0.0
+    assert m["specificity"] == 1.0
+    assert m["volume_ref"] == pytest.approx(12.0)
+
+
+def test_reference_fills_the_grid():
+    ref = np.ones((2, 2, 2), bool)
+    pred = np.zeros_like(ref)
+    pred[0, 0, 0] = True
+    m = region_metrics(pred, ref, (1.0, 1.0, 1.0))
+    assert m["specificity"] == 1.0  # no negatives: no false positive possible
+    assert m["sensitivity"] == pytest.approx(1 / 8)
+    assert m["dice"] == pytest.approx(2 / 9)
+
+
+def test_hd95_single_voxels_anisotropic():
+    pred = np.zeros((10, 10, 10), bool)
+    ref = pred.copy()
+    pred[2, 3, 4] = True
+    ref[5, 1, 8] = True  # offsets (3, -2, 4) voxels
+    spacing = (2.5, 1.2, 0.7)
+    expected = math.sqrt((3 * 2.5) ** 2 + (2 * 1.2) ** 2 + (4 * 0.7) ** 2)
+    assert hd95(pred, ref, spacing) == pytest.approx(expected)
+    assert region_metrics(pred, ref, spacing)["hd95"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("axis, spacing", [(0, (2.5, 1.0, 0.7)), (2, (1.0, 1.3, 1.5))])
+def test_hd95_shifted_cubes(axis, spacing):
+    # 4-voxel cubes, the second shifted by 10 voxels: surface distances are 7, 8, 9 and
+    # 10 voxel steps along `axis` for the 16, 12, 12 and 16 surface voxels of each layer;
+    # the 95th percentile of those 56 values is the 10-step one.
+    shape = [8, 8, 8]
+    shape[axis] = 20
+    pred = np.zeros(shape, bool)
+    pred[2:6, 2:6, 2:6] = True
+    ref = np.roll(pred, 10, axis=axis)
+    assert hd95(pred, ref, spacing) == pytest.approx(10 * spacing[axis])
+
+
+def test_hd95_is_robust_to_few_outliers():
+    # ref: a 4-voxel cube (56 surface voxels); pred: the same cube plus 3 isolated voxels
+    # 10 steps away along x. pred->ref distances: 56 zeros and three of 10*sx; the 95th
+    # percentile (linear) is at rank 0.95*58 = 55.1, i.e. 0.1 * 10 * sx. ref->pred: all 0.
+    sx = 1.5
+    ref = np.zeros((10, 10, 20), bool)
+    ref[2:6, 2:6, 2:6] = True
+    pred = ref.copy()
+    for z, y in ((2, 2), (5, 5), (2, 5)):
+        pred[z, y, 15] = True
+    assert hd95(pred, ref, (1.0, 1.0, sx)) == pytest.approx(0.1 * 10 * sx)
+
+
+def _blob(rng, shape, n_balls):
+    mask = np.zeros(shape, bool)
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    for _ in range(n_balls):
+        c = rng.integers(0, shape)
+        r = rng.uniform(1, 5)
+        mask |= (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2 <= r * r
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_hd95_bbox_equals_full_grid(seed):
+    rng = np.random.default_rng(seed)
+    shape = (30, 36, 40)
+    pred = _blob(rng, shape, 3)
+    ref = _blob(rng, shape, 2)
+    # touch the grid border in some cases: erosion there must behave as on the full grid
+    if seed % 2:
+        pred[0, 5:9, 10:14] = True
+        ref[-1, :, -3:] = True
+    spacing = tuple(rng.uniform(0.5, 3.0, 3))
+    assert pred.any() and ref.any()
+    fast = hd95(pred, ref, spacing)
+    full = hd95(pred, ref, spacing, use_bbox=False)
+    assert fast == full
+    assert fast > 0
+
+
+def test_case_metrics_regions():
+    # internal classes: 1 necrotic, 2 edema, 3 enhancing
+    ref = np.zeros((4, 4, 4), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[1, 1, 0:3] = [2, 1, 3]  # WT 3, TC {1,3} 2, ET 1
+    pred[1, 1, 0:3] = [2, 2, 3]  # WT 3, TC 1, ET 1
+    df = case_metrics(pred, ref, (1.0, 1.0, 2.0))
+    assert list(df["region"]) == ["WT", "TC", "ET"]
+    wt, tc, et = (df.iloc[i] for i in range(3))
+    assert wt["dice"] == 1.0 and wt["volume_ref"] == 6.0
+    assert tc["dice"] == pytest.approx(2 / 3)
+    assert tc["sensitivity"] == pytest.approx(0.5)
+    assert tc["volume_pred"] == 2.0 and tc["volume_ref"] == 4.0
+    # ref->pred distances 0 and 2 mm (the missed necrotic voxel is one 2-mm x-step away):
+    # 95th percentile 0.95 * 2; pred->ref 0
+    assert tc["hd95"] == pytest.approx(1.9)
+    assert et["dice"] == 1.0 and et["hd95"] == 0.0
+
+
+def test_case_metrics_specificity_uses_whole_grid():
+    # the bounding-box crop must not change the true-negative count
+    ref = np.zeros((10, 10, 10), np.uint8)
+    pred = np.zeros_like(ref)
+    ref[5, 5, 5] = 2
+    pred[5, 5, 6] = 2
+    df = case_metrics(pred, ref, (1.0, 1.0, 1.0)).set_index("region")
+    assert df.loc["WT", "specificity"] == pytest.approx(998 / 999)
+    assert df.loc["ET", "dice"] == 1.0  # both empty
+    assert df.loc["ET", "specificity"] == 1.0
+
+
+def test_case_metrics_all_empty():
+    z = np.zeros((3, 4, 5), np.uint8)
+    df = case_metrics(z, z, (1.0, 1.0, 1.0))
+    assert list(df["dice"]) == [1.0] * 3
+    assert list(df["hd95"]) == [0.0] * 3
+
+
+def test_case_metrics_shape_mismatch():
+    with pytest.raises(InputError, match="shape"):
+        case_metrics(np.zeros((3, 4, 5)), np.zeros((3, 4, 6)), (1.0, 1.0, 1.0))
+
+
+# ------------------------------------------------------------------------ evaluate_case
+
+
+def _write(path, array, spacing_xyz=(1.0, 2.0, 3.0), origin=(0.0, 0.0, 0.0)):
+    image = sitk.GetImageFromArray(np.asarray(array, np.uint8))
+    image.SetSpacing(spacing_xyz)
+    image.SetOrigin(origin)
+    sitk.WriteImage(image, str(path))
+    return str(path)
+
+
+def test_evaluate_case(tmp_path):
+    # brats2017 values: 1 necrotic, 2 edema, 4 enhancing; arrays in (z, y, x)
+    ref = np.zeros((8, 6, 5), np.uint8)
+    ref[2:4, 2, 2] = 4  # ET: 2 voxels
+    ref[2:4, 3, 2] = 2  # edema
+    pred = np.zeros_like(ref)
+    pred[4:6, 2, 2] = 4  # ET shifted by 2 z-steps (z spacing 3 mm)
+    pred[2:4, 3, 2] = 2
+    ceiling = ref.copy()
+    ceiling[2, 2, 2] = 2  # ceiling turns one enhancing voxel into edema
+    p = _write(tmp_path / "pred.nii.gz", pred)
+    r = _write(tmp_path / "ref.nii.gz", ref)
+    c = _write(tmp_path / "ceil.nii.gz", ceiling)
+    out = tmp_path / "out" / "case1.tsv"
+    evaluate_case("case1", p, r, c, "brats2017", str(out))
+    df = pd.read_csv(out, sep="\t")
+    assert list(df.columns) == list(CASE_COLUMNS)
+    df = df.set_index("region")
+    assert list(df.index) == ["WT", "TC", "ET"]
+    assert (df["case"] == "case1").all()
+    # voxel volume 1*2*3 = 6 mm^3
+    assert df.loc["ET", "volume_ref"] == 12.0
+    assert df.loc["WT", "volume_pred"] == 24.0
+    assert df.loc["ET", "dice"] == 0.0
+    # ET: 2-voxel columns 2 z-steps (3 mm each) apart; each way the distances are 3 and 6 mm,
+    # whose 95th percentile (linear) is 3 + 0.95 * 3
+    assert df.loc["ET", "hd95"] == pytest.approx(5.85)
+    assert df.loc["WT", "dice"] == pytest.approx(2 * 2 / 8)
+    assert df.loc["WT", "ceiling_dice"] == 1.0
+    assert df.loc["ET", "ceiling_dice"] == pytest.approx(2 / 3)
+    # ref->ceiling distances 0 and 3 mm -> 0.95 * 3; ceiling->ref 0
+    assert df.loc["ET", "ceiling_hd95"] == pytest.approx(2.85)
+
+
+def test_evaluate_case_without_ceiling(tmp_path):
+    ref = np.zeros((4, 4, 4), np.uint8)
+    ref[1, 1, 1] = 1
+    p = _write(tmp_path / "pred.nii.gz", ref)
+    r = _write(tmp_path / "ref.nii.gz", ref)
+    out = tmp_path / "x.tsv"
+    evaluate_case("c", p, r, None, "brats2017", str(out))
+    df = pd.read_csv(out, sep="\t")
+    assert df["ceiling_dice"].isna().all() and df["ceiling_hd95"].isna().all()
+    assert list(df["dice"]) == [1.0, 1.0, 1.0]
+
+
+def test_evaluate_case_grid_mismatch(tmp_path):
+    ref = np.zeros((4, 4, 4), np.uint8)
+    p = _write(tmp_path / "pred.nii.gz", ref, origin=(0.0, 0.0, 1.0))
+    r = _write(tmp_path / "ref.nii.gz", ref)
+    out = tmp_path / "x.tsv"
+    with pytest.raises(InputError) as err:
+        evaluate_case("BraTS_007", p, r, None, "brats2017", str(out))
+    msg = str(err.value)
+    assert "BraTS_007" in msg and "pred.nii.gz" in msg and "ref.nii.gz" in msg
+    assert "origin" in msg
+    assert not out.exists()
+
+
+def test_evaluate_case_size_mismatch(tmp_path):
+    p = _write(tmp_path / "pred.nii.gz", np.zeros((4, 4, 5)))
+    r = _write(tmp_path / "ref.nii.gz", np.zeros((4, 4, 4)))
+    with pytest.raises(InputError, match="size"):
+        evaluate_case("c", p, r, None, "brats2017", str(tmp_path / "x.tsv"))
+
+
+def test_evaluate_case_label_outside_convention(tmp_path):
+    ref = np.zeros((4, 4, 4), np.uint8)
+    pred = ref.copy()
+    pred[1, 1, 1] = 3  # 3 is not a brats2017 value
+    p = _write(tmp_path / "pred.nii.gz", pred)
+    r = _write(tmp_path / "ref.nii.gz", ref)
+    out = tmp_path / "x.tsv"
+    with pytest.raises(InputError) as err:
+        evaluate_case("c7", p, r, None, "brats2017", str(out))
+    assert "c7" in str(err.value) and "pred.nii.gz" in str(err.value)
+    assert "[3]" in str(err.value)
+    assert not out.exists()
+
+
+def test_evaluate_case_missing_file(tmp_path):
+    r = _write(tmp_path / "ref.nii.gz", np.zeros((4, 4, 4)))
+    with pytest.raises(InputError, match="not found"):
+        evaluate_case("c", str(tmp_path / "nope.nii.gz"), r, None, "brats2017", str(tmp_path / "x"))

@@ -1,0 +1,87 @@
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from tumorseg import demo  # noqa: E402
+from tumorseg.workflow_config import (  # noqa: E402
+    check_config,
+    model_runs,
+    sample_table,
+)
+
+validate(config, schema="../schemas/config.schema.yaml")
+check_config(config)
+
+SAMPLES = sample_table(config, workflow.basedir)
+validate(SAMPLES, schema="../schemas/samples.schema.yaml")
+CASES = list(SAMPLES["case"])
+LABELLED = list(SAMPLES.loc[SAMPLES["labelled"], "case"])
+FOUR_D = "image" in SAMPLES.columns
+IMAGE_COLUMNS = ["image"] if FOUR_D else list(config["modalities"])
+RUNS = model_runs(config)  # run name -> (model name, fold or None)
+DEMO_DIR = config["demo"]["outdir"]
+
+
+wildcard_constraints:
+    case=r"[A-Za-z0-9_-]+",
+    model=r"[A-Za-z][A-Za-z0-9_]*(\.fold[0-9]+)?",
+
+
+def case_images(wildcards):
+    """Native image files of a case (one per modality, or the 4D image) and its label."""
+    row = SAMPLES.loc[wildcards.case]
+    files = {col: row[col] for col in IMAGE_COLUMNS}
+    if row["labelled"]:
+        files["seg"] = row["seg"]
+    return files
+
+
+def reference_image(wildcards):
+    """The native file whose grid the prediction must land on."""
+    return SAMPLES.loc[wildcards.case, IMAGE_COLUMNS[0]]
+
+
+def model_file(wildcards):
+    name, _ = RUNS[wildcards.model]
+    return config["pretrained"].get(name, f"results/models/{wildcards.model}/model.keras")
+
+
+def model_settings(wildcards):
+    return config["models"][RUNS[wildcards.model][0]]
+
+
+def all_targets():
+    targets = [
+        "results/splits/splits.tsv",
+        "results/splits/summary.tsv",
+        "results/splits/splits.png",
+        "results/metrics/summary.tsv",
+        "results/metrics/comparison.tsv",
+    ]
+    targets += expand("results/preprocessed/{case}/qc.png", case=CASES)
+    for run, (name, _) in RUNS.items():
+        if name not in config["pretrained"]:
+            targets.append(f"results/models/{run}/model.keras")
+        targets += expand("results/predictions/{model}/{case}_seg.nii.gz", model=run, case=CASES)
+        targets += expand(
+            "results/metrics/{model}/{name}",
+            model=run,
+            name=["per_case.tsv", "boxplots.png", "overlays.png"],
+        )
+    return targets
+
+
+RUNTIME_KEYS = ("threads", "mem_mb", "runtime")
+
+
+def training_settings(wildcards):
+    """A model's settings that shape its weights (not its threads, memory or wall time)."""
+    settings = model_settings(wildcards)
+    return {k: v for k, v in settings.items() if k not in RUNTIME_KEYS}
+
+
+def preprocessed(names, cases):
+    return expand("results/preprocessed/{case}/{name}", case=cases, name=names)

@@ -1,0 +1,53 @@
+# The built-in synthetic demo dataset (config demo.enabled). Case IDs come from the
+# config, so the DAG is known before any file exists.
+
+if config["demo"]["enabled"]:
+    DEMO = demo.case_table(
+        config["demo"]["n_scanners"],
+        config["demo"]["n_subjects"],
+        config["demo"]["n_second_sessions"],
+        config["demo"]["n_unlabelled"],
+    ).set_index("case", drop=False)
+
+    rule demo_case:
+        output:
+            **{
+                mod: f"{DEMO_DIR}/{{case}}/{{case}}_{mod}.nii.gz"
+                for mod in config["modalities"]
+            },
+            seg=f"{DEMO_DIR}/{{case}}/{{case}}_seg.nii.gz",
+        log:
+            "logs/demo/{case}.log",
+        params:
+            subject=lambda w: DEMO.loc[w.case, "subject"],
+            scanner=lambda w: DEMO.loc[w.case, "scanner"],
+            session=lambda w: int(DEMO.loc[w.case, "session"]),
+            labelled=True,
+            outdir=DEMO_DIR,
+            seed=config["demo"]["seed"],
+            modalities=config["modalities"],
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../../envs/imaging.yaml"
+        script:
+            "../scripts/demo_case.py"
+
+    rule demo_sheet:
+        output:
+            f"{DEMO_DIR}/samples.tsv",
+        log:
+            "logs/demo/sheet.log",
+        params:
+            n_scanners=config["demo"]["n_scanners"],
+            n_subjects=config["demo"]["n_subjects"],
+            n_second_sessions=config["demo"]["n_second_sessions"],
+            n_unlabelled=config["demo"]["n_unlabelled"],
+            modalities=config["modalities"],
+        localrule: True
+        conda:
+            "../../envs/imaging.yaml"
+        script:
+            "../scripts/demo_sheet.py"

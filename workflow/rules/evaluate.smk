@@ -1,0 +1,111 @@
+rule ceiling:
+    input:
+        label="results/preprocessed/{case}/label.npy",
+        geometry="results/preprocessed/{case}/geometry.json",
+        reference=reference_image,
+    output:
+        "results/ceiling/{case}_seg.nii.gz",
+    log:
+        "logs/ceiling/{case}.log",
+    params:
+        convention=config["label_convention"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    group:
+        "case"
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/ceiling.py"
+
+
+rule evaluate:
+    input:
+        pred="results/predictions/{model}/{case}_seg.nii.gz",
+        ref=lambda w: SAMPLES.loc[w.case, "seg"],
+        ceiling="results/ceiling/{case}_seg.nii.gz",
+    output:
+        "results/metrics/{model}/cases/{case}.tsv",
+    log:
+        "logs/evaluate/{model}/{case}.log",
+    params:
+        convention=config["label_convention"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    group:
+        "evaluate"
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        cases=expand("results/metrics/{{model}}/cases/{case}.tsv", case=LABELLED),
+        splits="results/splits/splits.tsv",
+        images=[SAMPLES.loc[c, IMAGE_COLUMNS[0]] for c in LABELLED],
+        refs=[SAMPLES.loc[c, "seg"] for c in LABELLED],
+        preds=expand("results/predictions/{{model}}/{case}_seg.nii.gz", case=LABELLED),
+    output:
+        per_case=report(
+            "results/metrics/{model}/per_case.tsv",
+            caption="../report/per_case.rst",
+            category="4. Evaluation",
+            labels={"model": "{model}", "table": "per case"},
+        ),
+        boxplots=report(
+            "results/metrics/{model}/boxplots.png",
+            caption="../report/boxplots.rst",
+            category="4. Evaluation",
+            labels={"model": "{model}", "figure": "box plots"},
+        ),
+        overlays=report(
+            "results/metrics/{model}/overlays.png",
+            caption="../report/overlays.rst",
+            category="4. Evaluation",
+            labels={"model": "{model}", "figure": "overlays"},
+        ),
+    log:
+        "logs/aggregate/{model}.log",
+    params:
+        convention=config["label_convention"],
+        overlay_cases=LABELLED,
+        image_channel=0 if not FOUR_D else config["image_channels"].index(config["modalities"][0]),
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule summarise:
+    input:
+        expand("results/metrics/{model}/per_case.tsv", model=list(RUNS)),
+    output:
+        summary=report(
+            "results/metrics/summary.tsv",
+            caption="../report/summary.rst",
+            category="5. Comparison",
+        ),
+        comparison=report(
+            "results/metrics/comparison.tsv",
+            caption="../report/comparison.rst",
+            category="5. Comparison",
+        ),
+    log:
+        "logs/summarise.log",
+    params:
+        models=list(RUNS),
+    localrule: True
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/summarise.py"

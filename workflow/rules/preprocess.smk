@@ -1,0 +1,73 @@
+rule sample_sheet:
+    output:
+        "results/samples.tsv",
+    log:
+        "logs/sample_sheet.log",
+    params:
+        table=SAMPLES[["case", "subject", "scanner", "labelled"]].to_dict("list"),
+    localrule: True
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/sample_sheet.py"
+
+
+rule preprocess:
+    input:
+        unpack(case_images),
+    output:
+        image="results/preprocessed/{case}/image.npy",
+        label="results/preprocessed/{case}/label.npy",
+        slices="results/preprocessed/{case}/slices.tsv",
+        geometry="results/preprocessed/{case}/geometry.json",
+    log:
+        "logs/preprocess/{case}.log",
+    benchmark:
+        "results/benchmarks/preprocess/{case}.tsv"
+    params:
+        modalities=config["modalities"],
+        image_channels=config["image_channels"],
+        convention=config["label_convention"],
+        canonical_size=config["preprocess"]["canonical"]["size"],
+        canonical_spacing=config["preprocess"]["canonical"]["spacing"],
+        crop_size=config["preprocess"]["crop"]["size"],
+        crop_mode=config["preprocess"]["crop"]["mode"],
+        downsample=config["preprocess"]["downsample"],
+        brain_threshold=config["preprocess"]["brain_threshold"],
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    group:
+        "case"
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/preprocess.py"
+
+
+rule qc:
+    input:
+        image="results/preprocessed/{case}/image.npy",
+        label="results/preprocessed/{case}/label.npy",
+        geometry="results/preprocessed/{case}/geometry.json",
+    output:
+        report(
+            "results/preprocessed/{case}/qc.png",
+            caption="../report/qc.rst",
+            category="1. Preprocessing",
+            subcategory="QC per case",
+            labels={"case": "{case}"},
+        ),
+    log:
+        "logs/qc/{case}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    group:
+        "case"
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/qc.py"

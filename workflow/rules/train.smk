@@ -1,0 +1,39 @@
+rule train:
+    input:
+        splits="results/splits/splits.tsv",
+        cases=preprocessed(["image.npy", "label.npy", "slices.tsv"], LABELLED),
+    output:
+        model="results/models/{model}/model.keras",
+        history="results/models/{model}/history.csv",
+        curves=report(
+            "results/models/{model}/curves.png",
+            caption="../report/curves.rst",
+            category="3. Training",
+            labels={"model": "{model}", "figure": "curves"},
+        ),
+        summary=report(
+            "results/models/{model}/summary.txt",
+            caption="../report/model_summary.rst",
+            category="3. Training",
+            labels={"model": "{model}", "figure": "summary"},
+        ),
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{model}.tsv"
+    params:
+        settings=training_settings,
+        fold=lambda w: RUNS[w.model][1],
+        deterministic=config["training"]["deterministic"],
+        preprocessed_dir="results/preprocessed",
+        checkpoint_dir=lambda w: f"results/checkpoints/{w.model}",
+        tensorboard_dir=lambda w: f"results/models/{w.model}/tensorboard",
+    threads: lambda w: model_settings(w)["threads"]
+    resources:
+        gpu=1,
+        mem_mb=lambda w: model_settings(w)["mem_mb"],
+        runtime=lambda w: model_settings(w)["runtime"],
+    conda:
+        "../../envs/tensorflow.yaml"
+    script:
+        "../scripts/train.py"

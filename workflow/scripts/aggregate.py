@@ -1,0 +1,22 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.aggregate import aggregate_run
+from tumorseg.logs import run_step
+
+run_step(
+    snakemake.log[0],
+    aggregate_run,
+    case_tsvs=snakemake.input.cases,
+    splits_tsv=snakemake.input.splits,
+    per_case_out=snakemake.output.per_case,
+    boxplots_out=snakemake.output.boxplots,
+    overlays_out=snakemake.output.overlays,
+    model=snakemake.wildcards.model,
+    convention=snakemake.params.convention,
+    overlay_cases=snakemake.params.overlay_cases,
+    images=snakemake.input.get("images", []),
+    refs=snakemake.input.get("refs", []),
+    preds=snakemake.input.get("preds", []),
+)

@@ -1,0 +1,17 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.logs import run_step
+from tumorseg.metrics import evaluate_case
+
+run_step(
+    snakemake.log[0],
+    evaluate_case,
+    case=snakemake.wildcards.case,
+    pred_path=snakemake.input.pred,
+    ref_path=snakemake.input.ref,
+    ceiling_path=snakemake.input.get("ceiling"),
+    convention=snakemake.params.convention,
+    out_path=snakemake.output.tsv,
+)

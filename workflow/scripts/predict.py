@@ -1,0 +1,24 @@
+"""Predict one case with one model and write the segmentation on the native grid."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.logs import run_step
+from tumorseg.predict import predict_case
+
+inp = snakemake.input
+run_step(
+    snakemake.log[0],
+    predict_case,
+    case=snakemake.wildcards.case,
+    model_path=inp.model,
+    image_npy=inp.image,
+    geometry_json=inp.geometry,
+    reference=inp.reference,
+    convention=snakemake.params.convention,
+    batch_size=snakemake.params.batch_size,
+    out_seg=snakemake.output.seg,
+    out_probs=snakemake.output.get("probs"),
+    threads=snakemake.threads,
+)

@@ -1,0 +1,10 @@
+"""Write the completed sample sheet (case, subject, scanner, labelled) used by splitting."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.logs import run_step
+from tumorseg.sheet import write_completed_sheet
+
+run_step(snakemake.log[0], write_completed_sheet, snakemake.params.table, snakemake.output[0])

@@ -1,0 +1,15 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.aggregate import summary
+from tumorseg.logs import run_step
+
+# every input is a per_case.tsv, aligned with params.models (the run names)
+run_step(
+    snakemake.log[0],
+    summary,
+    per_case_tsvs=dict(zip(snakemake.params.models, list(snakemake.input), strict=True)),
+    out_summary=snakemake.output.summary,
+    out_comparison=snakemake.output.comparison,
+)

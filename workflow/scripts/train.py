@@ -1,0 +1,25 @@
+"""Train one model (or one cross-validation fold of it); resumes from its checkpoint."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.logs import run_step
+from tumorseg.train import train_model
+
+run_step(
+    snakemake.log[0],
+    train_model,
+    splits_path=snakemake.input.splits,
+    preprocessed_dir=snakemake.params.preprocessed_dir,
+    settings=dict(snakemake.params.settings),
+    out_model=snakemake.output.model,
+    out_history=snakemake.output.history,
+    out_curves=snakemake.output.curves,
+    out_summary=snakemake.output.summary,
+    checkpoint_dir=snakemake.params.checkpoint_dir,
+    tensorboard_dir=snakemake.params.tensorboard_dir,
+    fold=snakemake.params.fold,
+    deterministic=snakemake.params.deterministic,
+    threads=snakemake.threads,
+)
