@@ -443,26 +443,28 @@ def _simulate(
 
     # scanner: bias field (coil gradient per scanner, pattern per case), scale, noise
     v = np.asarray(sc.bias_gradient)
-    gradient = (v[0] * dx + v[1] * dy + v[2] * dz) / 80.0
-    common = _smooth_field(case_rng, coords, half, 50.0)
+    gradient = ((v[0] * dx + v[1] * dy + v[2] * dz) / 80.0).astype(f32)
+    common = (0.6 * _smooth_field(case_rng, coords, half, 50.0) + gradient).ravel()[idx]
+    del gradient
     images = {}
     for mod in modalities:
+        mrng = _rng(seed, f"case-{mod}", case)  # one modality does not depend on the others
         col = list(_INTENSITY[mod])
         gain = sp.tissue_gain[mod]
         mu = [c * g for c, g in zip(col, gain, strict=True)]
         if not sp.enhancing:
             mu[5] = mu[7]  # non-enhancing core
         mu = np.asarray(mu[:7], dtype=f32)
-        own = _smooth_field(case_rng, coords, half, 50.0)
-        bias = np.exp(sc.bias_amplitude * (0.6 * common + 0.4 * own + gradient)).ravel()[idx]
+        own = _smooth_field(mrng, coords, half, 50.0).ravel()[idx]
+        bias = np.exp(sc.bias_amplitude * (common + 0.4 * own))
         clean = (mu @ weights) * texture * pv * bias * f32(sc.scale[mod])
         sigma = f32(sc.noise * mu[0] * sc.scale[mod])
-        n1 = case_rng.standard_normal(idx.size, dtype=f32)
-        n2 = case_rng.standard_normal(idx.size, dtype=f32)
+        n1 = mrng.standard_normal(idx.size, dtype=f32)
+        n2 = mrng.standard_normal(idx.size, dtype=f32)
         noisy = np.sqrt((clean + sigma * n1) ** 2 + (sigma * n2) ** 2)
         # like real skull-stripped scans: a few small negative values at the brain's edge
-        ring = edge & (case_rng.random(idx.size, dtype=f32) < 0.03)
-        noisy[ring] = -case_rng.uniform(1.0, 3.0, int(ring.sum())).astype(f32) * sigma
+        ring = edge & (mrng.random(idx.size, dtype=f32) < 0.03)
+        noisy[ring] = -mrng.uniform(1.0, 3.0, int(ring.sum())).astype(f32) * sigma
         buf = np.zeros(depth.shape, dtype=np.int16)
         buf.ravel()[idx] = np.clip(np.rint(noisy), -1000, np.iinfo(np.int16).max).astype(np.int16)
         full = np.zeros(size_zyx, dtype=np.int16)

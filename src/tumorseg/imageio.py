@@ -7,6 +7,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
@@ -30,6 +31,8 @@ def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> 
         raise InputError(
             f"cannot read the {role} image ({_reason(path, err)})", case, path
         ) from None
+    if path.name.endswith(".gz"):
+        _check_gzip_size(path, img, case, role)
     if img.GetDimension() == 4 and ndim == 3 and img.GetSize()[3] == 1:
         img = img[:, :, :, 0]
     if img.GetDimension() != ndim:
@@ -40,13 +43,34 @@ def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> 
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{role} image has vector pixels, expected scalars", case, path)
     arr = sitk.GetArrayViewFromImage(img)
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        n = int(arr.size - np.isfinite(arr).sum())
-        raise InputError(f"{role} image has {n} NaN or infinite voxels", case, path)
+    if np.issubdtype(arr.dtype, np.floating):
+        if path.name.endswith((".nii", ".nii.gz")):
+            # ITK's NIfTI reader turns NaN voxels into 0: look at the stored voxels
+            arr = np.asanyarray(nib.load(str(path)).dataobj)
+        n = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if n:
+            raise InputError(f"{role} image has {n} NaN or infinite voxels", case, path)
     return img
 
 
-def _reason(path: Path, err: RuntimeError) -> str:
+def _check_gzip_size(path: Path, img: sitk.Image, case, role) -> None:
+    """ITK reads a truncated .nii.gz without complaint (the missing voxels become 0).
+    The gzip trailer holds the uncompressed size (mod 2**32): it must cover the voxel data
+    plus a header of at most 1 MiB. Costs one 4-byte read, not a second decompression."""
+    with open(path, "rb") as fh:
+        fh.seek(-4, 2)
+        isize = int.from_bytes(fh.read(4), "little")
+    data = (
+        img.GetNumberOfPixels()
+        * img.GetSizeOfPixelComponent()
+        * img.GetNumberOfComponentsPerPixel()
+    )
+    header = (isize - data) % (1 << 32)
+    if header >= (1 << 20):
+        raise InputError(f"cannot read the {role} image ({_reason(path, None)})", case, path)
+
+
+def _reason(path: Path, err: RuntimeError | None) -> str:
     """A short reason for a read failure instead of ITK's multi-line message."""
     if path.name.endswith(".gz"):
         try:
@@ -55,6 +79,8 @@ def _reason(path: Path, err: RuntimeError) -> str:
                     pass
         except (OSError, EOFError, zlib.error) as gz_err:
             return f"corrupt or truncated gzip data: {gz_err}"
+    if err is None:
+        return "its gzip data is truncated or inconsistent with its header"
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for ln in lines:
         if "ERROR" in ln.upper() and ":" in ln:
