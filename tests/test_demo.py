@@ -200,11 +200,14 @@ def test_unlabelled_case_has_no_seg(table, tmp_path):
 
 
 def test_deterministic_bytes(table, cases, tmp_path):
-    again = _write(table, "siteA_sub001_ses1", tmp_path / "again")
-    for key in ("flair", "t1", "t1ce", "t2", "seg"):
+    # a modality's file does not depend on which other modalities are asked for, or in
+    # which order (all four in the default order: test_sheet_and_case_scripts)
+    again = _write(table, "siteA_sub001_ses1", tmp_path / "again", modalities=("t2", "t1"))
+    assert sorted(again) == ["seg", "t1", "t2"]
+    for key in ("t1", "t2", "seg"):
         assert Path(again[key]).read_bytes() == Path(cases["ses1"][key]).read_bytes(), key
     other = _write(table, "siteA_sub001_ses1", tmp_path / "other", seed=SEED + 1)
-    for key in ("flair", "seg"):
+    for key in ("flair", "t1", "t1ce", "t2", "seg"):
         assert Path(other[key]).read_bytes() != Path(cases["ses1"][key]).read_bytes(), key
 
 

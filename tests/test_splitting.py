@@ -342,7 +342,7 @@ def test_zero_ratio_and_seed_changes_subjects_not_counts():
 # ------------------------------------------------------------------ pinned examples
 
 
-def test_pinned_new_subjects_and_sessions():
+def test_pinned_new_subjects_and_sessions(caplog):
     sheet = example_sheet()
     earlier = make_splits(sheet, DEFAULT, seed=5)
     extra = pd.DataFrame(
@@ -356,7 +356,9 @@ def test_pinned_new_subjects_and_sessions():
         columns=["case", "subject", "scanner", "labelled"],
     )
     bigger = pd.concat([sheet, extra], ignore_index=True)
-    out = make_splits(bigger, DEFAULT, seed=5, pinned=earlier, pinned_path="pinned.tsv")
+    with caplog.at_level(logging.WARNING, logger="tumorseg"):
+        out = make_splits(bigger, DEFAULT, seed=5, pinned=earlier, pinned_path="pinned.tsv")
+    assert "scanner E has no labelled case" in caplog.text
     kept = out[out["case"].isin(earlier["case"])].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, earlier)
     got = out.set_index("case")["split"]
@@ -391,10 +393,12 @@ def test_pinned_overfull_split_uses_deficits():
 def test_pinned_predict_case_with_label_stays_predict(caplog):
     sheet = example_sheet()
     pinned = pd.DataFrame({"case": ["B00_1"], "split": ["predict"]})
-    with caplog.at_level(logging.WARNING, logger="tumorseg"):
+    with caplog.at_level(logging.INFO, logger="tumorseg"):
         out = make_splits(sheet, DEFAULT, seed=1, pinned=pinned)
     assert out.set_index("case").at["B00_1", "split"] == "predict"
-    assert "B00_1" in caplog.text
+    assert "case B00_1" in caplog.text and "kept as predict" in caplog.text
+    # B00 no longer counts in the balancing: B keeps 4 subjects (targets 2.8 / .6 / .6)
+    assert "scanner B: 4 labelled subject(s)" in caplog.text
 
 
 # ------------------------------------------------------------------ errors

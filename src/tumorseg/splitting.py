@@ -17,7 +17,8 @@ Rules (each one is tested in ``tests/test_splitting.py``):
   small min-cost flow which, among all valid roundings, prefers (in this order): the
   overall counts with the largest fractional parts rounding up, then per scanner the splits
   with the largest fractional parts rounding up, then the split listed first
-  (train, val, test; fold 0, 1, ...). Remaining ties are broken by scanner name.
+  (train, val, test; fold 0, 1, ...). Remaining ties are settled by the fixed search order
+  (scanners in name order), never by chance.
 * **Small scanners.** The rounding rule also places scanners too small to reach every
   split: a scanner with one subject puts it where the rounding says, normally ``train``
   (the largest fractional part when train has the largest ratio), unless the overall
@@ -47,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import numbers
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
@@ -216,11 +218,11 @@ def check_ratios(ratios: Mapping[str, float]) -> dict[str, Fraction]:
     exact: dict[str, Fraction] = {}
     for name in SPLITS:
         value = ratios[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise InputError(f"split ratio {name} must be a number, got {value!r}")
         if not (math.isfinite(value) and 0 <= value <= 1):
             raise InputError(f"split ratio {name} must be between 0 and 1, got {value!r}")
-        exact[name] = Fraction(repr(float(value)))
+        exact[name] = Fraction(repr(float(value)))  # 0.7 is 7/10
     total = sum(exact.values())
     if abs(total - 1) > Fraction(1, 10**6):
         raise InputError(
@@ -484,7 +486,9 @@ def make_splits(
 
     first = table.drop_duplicates("subject", keep="first")
     subject_scanner = dict(zip(first["subject"], first["scanner"], strict=True))
-    counted = sorted(set(table.loc[table["labelled"], "subject"]))
+    # counted: subjects with a labelled case that is not pinned as predict
+    pinned_predict = table["case"].map(lambda c: c in pins and pins[c][0] == PREDICT)
+    counted = sorted(set(table.loc[table["labelled"] & ~pinned_predict, "subject"]))
 
     # subjects already placed by the pinned file (their non-predict rows)
     pinned_split: dict[str, tuple[str, int]] = {}
@@ -637,9 +641,7 @@ def split_summary(splits: pd.DataFrame) -> pd.DataFrame:
 def plot_split_summary(summary: pd.DataFrame, path: str | Path) -> None:
     """Stacked bars of subjects per scanner, by split (and by fold in a second panel)."""
     import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas for PNG
 
     bys = [b for b in ("split", "fold") if (summary["by"] == b).any()]
     fig = Figure(figsize=(5.5 * len(bys), 4.2), layout="constrained")

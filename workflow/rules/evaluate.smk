@@ -27,7 +27,7 @@ rule evaluate:
         ref=lambda w: SAMPLES.loc[w.case, "seg"],
         ceiling="results/ceiling/{case}_seg.nii.gz",
     output:
-        "results/metrics/{model}/cases/{case}.tsv",
+        tsv="results/metrics/{model}/cases/{case}.tsv",
     log:
         "logs/evaluate/{model}/{case}.log",
     params:
