@@ -186,3 +186,18 @@ def test_killed_training_resumes_from_its_last_epoch(dataset, tmp_path, caplog):
     pd.testing.assert_frame_equal(history.iloc[:saved], saved_history)
     assert history["learning_rate"].iloc[-1] < 1e-5  # the one-cycle ran to its end
     assert keras.models.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
+
+
+def test_early_stopping_ends_a_run_that_no_longer_improves(dataset, tmp_path, caplog):
+    # a learning rate of ~0 and no batch normalisation: validation Dice cannot improve
+    settings = tiny_settings(
+        epochs=5, learning_rate=1e-12, batch_norm=False, early_stopping_patience=2
+    )
+    caplog.set_level("INFO", logger="tumorseg")
+    run(dataset, tmp_path, settings)
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
+    assert history["val_dice_mean"].nunique() == 1
+    assert "early stopping" in caplog.text
+    assert "epochs trained: 3 of 5 (early stop)" in (tmp_path / "summary.txt").read_text()
+    assert "best epoch (mean val Dice WT/TC/ET): 1 " in (tmp_path / "summary.txt").read_text()

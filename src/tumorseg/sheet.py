@@ -178,3 +178,47 @@ def write_completed_sheet(table: dict, path: str | Path) -> None:
     df = pd.DataFrame(table)[["case", "subject", "scanner", "labelled"]]
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tumorseg-sheet FOLDER -o samples.tsv``: write a sheet for a BraTS or Decathlon
+    folder, with paths relative to the sheet's folder."""
+    import argparse
+    import os
+    import sys
+
+    from .atomic import atomic_path
+
+    ap = argparse.ArgumentParser(
+        prog="tumorseg-sheet",
+        description="Write a sample sheet from a BraTS folder (<case>/<case>_<modality>.nii.gz) "
+        "or a Medical Segmentation Decathlon folder (imagesTr/, labelsTr/, imagesTs/).",
+    )
+    ap.add_argument("folder", help="dataset folder")
+    ap.add_argument("-o", "--output", required=True, help="sample sheet to write (TSV)")
+    ap.add_argument(
+        "--modalities",
+        default="flair,t1,t1ce,t2",
+        help="comma-separated modality names of a BraTS folder (default: %(default)s)",
+    )
+    ap.add_argument("--scanner", help="scanner value for every case (default: from the case ID)")
+    args = ap.parse_args(argv)
+    try:
+        df = sheet_from_folder(args.folder, args.modalities.split(","))
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    out = Path(args.output).resolve()
+    for col in df.columns:
+        if col != "case":
+            df[col] = df[col].map(lambda p: os.path.relpath(p, out.parent) if p else p)
+    if args.scanner:
+        df.insert(1, "scanner", args.scanner)
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)
+    print(f"wrote {len(df)} cases to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -265,11 +265,20 @@ def _make_epoch_callback(
                 state["stopped"] = True
                 self.model.stop_training = True
             checkpoints.save(state, pd.DataFrame(history_rows), self.model, best)
+            shown = (
+                "loss",
+                "val_loss",
+                "val_dice_wt",
+                "val_dice_tc",
+                "val_dice_et",
+                "val_dice_mean",
+            )
             log.info(
-                "epoch %d done in %.1f s (val_dice_mean %s; best epoch %s); %.0f s so far",
+                "epoch %d/%d: %.1f s; %s; best epoch %s; %.0f s so far",
                 epoch + 1,
+                self.params["epochs"],
                 row["seconds"],
-                "n/a" if value is None else f"{value:.4f}",
+                " ".join(f"{k} {row[k]:.4f}" for k in shown if k in row),
                 state["best_epoch"],
                 time.perf_counter() - t0,
             )
@@ -468,7 +477,7 @@ def train_model(
             validation_data=val_ds,
             callbacks=callbacks,
             shuffle=False,
-            verbose=2,
+            verbose=0,
         )
         tensorboard.close()
         found = checkpoints.latest()
