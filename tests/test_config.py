@@ -1,0 +1,73 @@
+"""Config schema: defaults, validation at start-up, and the generated key reference."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from tumorseg.errors import InputError
+from tumorseg.schema_doc import render
+from tumorseg.workflow_config import check_config, model_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def load(extra=None):
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for key, value in (extra or {}).items():
+        config[key] = value
+    validate(config, schema=SCHEMA)
+    return config
+
+
+def test_config_readme_is_up_to_date():
+    assert (ROOT / "config/README.md").read_text() == render(SCHEMA), (
+        "regenerate: python -m tumorseg.schema_doc > config/README.md"
+    )
+
+
+def test_every_schema_key_has_a_description():
+    text = render(SCHEMA)
+    rows = [r for r in text.splitlines() if r.startswith("| `")]
+    assert len(rows) > 50
+    assert all(not r.rstrip().endswith("|  |") for r in rows), [r for r in rows if r.endswith("|  |")]
+
+
+def test_defaults_are_filled_for_models():
+    config = load({"models": {"a": {}, "b": {"depth": 2}}})
+    assert config["models"]["a"]["depth"] == 4 and config["models"]["b"]["depth"] == 2
+    assert config["models"]["a"]["augment"]["flip"] is True
+    assert config["split"]["ratios"] == {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"label_convention": "brats2019"},
+        {"models": {"bad-name": {}}},
+        {"models": {"m": {"depth": 0}}},
+        {"models": {"m": {"unknown_key": 1}}},
+        {"split": {"cv_folds": 1}},
+        {"preprocess": {"crop": {"size": [192]}}},
+    ],
+)
+def test_schema_rejects(extra):
+    with pytest.raises(Exception, match="(?i)validat"):
+        load(extra)
+
+
+def test_checks_beyond_the_schema():
+    with pytest.raises(InputError, match="must sum to 1"):
+        check_config(load({"split": {"ratios": {"train": 0.5, "val": 0.2, "test": 0.2}}}))
+    with pytest.raises(InputError, match="larger than the canonical grid"):
+        check_config(load({"preprocess": {"crop": {"size": [300, 192]}}}))
+    with pytest.raises(InputError, match="pretrained names models not in `models`"):
+        check_config(load({"pretrained": {"other": "x.keras"}}))
+
+
+def test_model_runs_with_folds():
+    config = load({"split": {"cv_folds": 3}, "models": {"unet": {}, "cnn": {"architecture": "cnn"}}})
+    assert list(model_runs(config)) == [f"{m}.fold{k}" for m in ("unet", "cnn") for k in range(3)]
+    assert model_runs(config)["cnn.fold2"] == ("cnn", 2)
