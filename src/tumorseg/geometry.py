@@ -165,13 +165,20 @@ def resample_image(img: sitk.Image, grid: Grid, default: float = 0.0) -> sitk.Im
 def resample_probabilities(probs: np.ndarray, src: Grid, dst: Grid) -> np.ndarray:
     """Resample class probabilities (z, y, x, C) from ``src`` to ``dst`` linearly.
 
-    Outside ``src`` the background class gets probability 1.
+    Outside ``src`` the background class gets probability 1. All classes go through one
+    vector-image resampling: channel 0 is stored as ``p - 1`` so that the resampler's single
+    default value 0 means "background" (linear interpolation commutes with the shift).
     """
-    out = np.empty((*dst.shape_zyx, probs.shape[-1]), dtype=np.float32)
-    for c in range(probs.shape[-1]):
-        img = src.apply(sitk.GetImageFromArray(np.ascontiguousarray(probs[..., c], np.float32)))
-        res = resample_image(img, dst, default=1.0 if c == 0 else 0.0)
-        out[..., c] = sitk.GetArrayViewFromImage(res)
+    shifted = np.array(probs, dtype=np.float32, order="C", copy=True)
+    shifted[..., 0] -= 1.0
+    img = src.apply(sitk.GetImageFromArray(shifted, isVector=True))
+    del shifted
+    ref = dst.reference(sitk.sitkFloat32)
+    res = sitk.Resample(
+        img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32
+    )
+    out = sitk.GetArrayFromImage(res)
+    out[..., 0] += 1.0
     return out
 
 
@@ -330,16 +337,32 @@ def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool
 
     cropped_shape = (canonical.shape_zyx[0], size[1], size[0])
     up = upsample_linear(probs_ds, factors, cropped_shape)
-    full = np.zeros((*canonical.shape_zyx, n_cls), dtype=np.float32)
-    full[..., 0] = 1.0
-    full[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = up
-    del up
-
     if record["resampled"]:
-        probs = resample_probabilities(full, canonical, oriented)
+        # resample from the crop box itself (a sub-grid of the canonical grid); outside it
+        # the background class has probability 1, as in the pasted full volume
+        box = Grid(
+            size=(size[0], size[1], canonical.size[2]),
+            spacing=canonical.spacing,
+            origin=tuple(
+                float(v)
+                for v in canonical.affine_lps()[:3] @ np.array([start[0], start[1], 0, 1.0])
+            ),
+            direction=canonical.direction,
+        )
+        probs = resample_probabilities(up, box, oriented)
+        classes = argmax_classes(probs)
     else:
-        probs = full
-    classes = argmax_classes(probs)
+        # the canonical grid is the reoriented native grid: paste into the full volume
+        probs = None
+        classes = np.zeros(canonical.shape_zyx, dtype=np.uint8)
+        classes[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = (
+            argmax_classes(up)
+        )
+        if keep_probs:
+            probs = np.zeros((*canonical.shape_zyx, n_cls), dtype=np.float32)
+            probs[..., 0] = 1.0
+            probs[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = up
+    del up
     out = oriented.apply(sitk.GetImageFromArray(classes))
     out = reorient(out, native.orientation)
     got = Grid.from_image(out)
