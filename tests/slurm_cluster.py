@@ -1,12 +1,14 @@
 """A throw-away single-node SLURM cluster for the integration test (Debian packages, as root).
 
-The cluster keeps its configuration, state and logs in one private folder and talks on free
-ports, so it does not disturb a SLURM installation that may already be on the machine; clients
-find it through the ``SLURM_CONF`` environment variable (see :meth:`Cluster.env`). The node
-declares one stand-in GPU (``gres.conf`` with ``File=/dev/null``) so that GPU requests are
-scheduled, and two partitions, ``cpu`` and ``gpu``, like the ones ``profiles/slurm`` names.
-Accounting is off, so completed jobs are kept in ``slurmctld``'s memory (``MinJobAge``) and
-:meth:`Cluster.jobs` reads them back with ``scontrol``.
+The cluster keeps its state and logs in one private folder and talks on free ports. Its
+configuration must sit at ``/etc/slurm/slurm.conf``: Snakemake's SLURM job step strips
+``SLURM_*`` variables (``SLURM_CONF`` included) before calling ``srun``, so clients inside jobs
+only find the default location. An existing ``slurm.conf`` that this module did not write is
+never overwritten (the cluster then refuses to start). The node declares one stand-in GPU
+(``gres.conf`` with ``File=/dev/null``) so that GPU requests are scheduled, and two partitions,
+``cpu`` and ``gpu``, like the ones ``profiles/slurm`` names. Accounting is off, so completed jobs
+are kept in ``slurmctld``'s memory (``MinJobAge``) and :meth:`Cluster.jobs` reads them back
+with ``scontrol``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 PARTITIONS = ("cpu", "gpu")
 MUNGE_PID = Path("/run/munge/munged.pid")
+ETC = Path("/etc/slurm")
+MARKER = "# written by tests/slurm_cluster.py"
 
 
 class SlurmUnavailable(RuntimeError):
@@ -100,12 +104,12 @@ class Cluster:
 
     @property
     def conf(self) -> Path:
-        return self.root / "etc" / "slurm.conf"
+        return ETC / "slurm.conf"
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """An environment whose SLURM clients (sbatch, squeue, scontrol) talk to this cluster."""
         env = dict(os.environ if base is None else base)
-        env["SLURM_CONF"] = str(self.conf)
+        env.pop("SLURM_CONF", None)
         return env
 
     def scontrol(self, *args: str) -> str:
@@ -168,6 +172,10 @@ class Cluster:
                     os.kill(pid, 9)
                 except ProcessLookupError:
                     pass
+        for name in ("slurm.conf", "gres.conf"):
+            path = ETC / name
+            if path.exists() and path.read_text().startswith(MARKER):
+                path.unlink()
 
 
 def _slurm_conf(root: Path, host: str, cpus: int, mem_mb: int) -> str:
@@ -178,6 +186,7 @@ def _slurm_conf(root: Path, host: str, cpus: int, mem_mb: int) -> str:
         for i, p in enumerate(PARTITIONS)
     )
     return f"""\
+{MARKER} for {root}
 ClusterName=tumorsegci
 SlurmctldHost={host}
 SlurmctldPort={ctld_port}
@@ -210,7 +219,7 @@ RealMemory={mem_mb} Gres=gpu:1 State=UNKNOWN
 def start_cluster(root: Path, cpus: int | None = None, mem_mb: int = 16000) -> Cluster:
     """Configure and start munge (if not already answering), slurmctld and slurmd.
 
-    ``root`` is an empty folder for the cluster's configuration, state and logs. ``cpus``
+    ``root`` is an empty folder for the cluster's state and logs. ``cpus``
     defaults to the machine's CPU count. Waits until the node is idle; on failure stops what it
     started and raises :class:`SlurmUnavailable` with the daemons' logs.
     """
@@ -219,13 +228,21 @@ def start_cluster(root: Path, cpus: int | None = None, mem_mb: int = 16000) -> C
     host = _run(["hostname", "-s"], timeout=10).stdout.strip() or socket.gethostname()
     cpus = cpus or os.cpu_count() or 1
     cluster = Cluster(root=root, host=host, cpus=cpus, mem_mb=mem_mb)
-    for sub in ("etc", "state/ctld", "state/d", "run", "log"):
+    for sub in ("state/ctld", "state/d", "run", "log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    cluster.conf.write_text(_slurm_conf(root, host, cpus, mem_mb))
-    (root / "etc" / "gres.conf").write_text(
-        f"AutoDetect=off\nNodeName={host} Name=gpu File=/dev/null\n"
-    )
+    ETC.mkdir(parents=True, exist_ok=True)
+    for name in ("slurm.conf", "gres.conf"):
+        path = ETC / name
+        if path.exists() and not path.read_text().startswith(MARKER):
+            raise SlurmUnavailable(
+                f"{path} exists and was not written by this test: not overwriting the SLURM "
+                "configuration of this machine"
+            )
     try:
+        (ETC / "gres.conf").write_text(
+            f"{MARKER}\nAutoDetect=off\nNodeName={host} Name=gpu File=/dev/null\n"
+        )
+        cluster.conf.write_text(_slurm_conf(root, host, cpus, mem_mb))
         if not _munge_works():
             for d in ("/run/munge", "/var/log/munge", "/var/lib/munge"):
                 Path(d).mkdir(parents=True, exist_ok=True)

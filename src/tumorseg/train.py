@@ -286,7 +286,7 @@ def _make_epoch_callback(
     return EpochEnd()
 
 
-def _write_curves(history: pd.DataFrame, path: str, title: str) -> None:
+def _write_curves(history: pd.DataFrame, path: str, title: str, best_epoch: int) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), dpi=100)
@@ -306,6 +306,9 @@ def _write_curves(history: pd.DataFrame, path: str, title: str) -> None:
     ax_dice.set_ylabel("Dice (validation)")
     ax_dice.set_ylim(0, 1)
     ax_dice.legend()
+    for ax in (ax_loss, ax_dice):
+        ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -493,7 +496,9 @@ def train_model(
     with atomic_path(out_history) as tmp:
         history.to_csv(tmp, index=False)
     name = Path(out_model).parent.name or settings["architecture"]
-    _write_curves(history, out_curves, f"{name}: best epoch {state['best_epoch']}")
+    _write_curves(
+        history, out_curves, f"{name}: best epoch {state['best_epoch']}", state["best_epoch"]
+    )
     facts = {
         "name": name,
         "input shape": f"{shape[0]}x{shape[1]}x{shape[2]}",

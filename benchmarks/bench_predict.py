@@ -1,0 +1,123 @@
+"""One case from reading to the written native-space NIfTI, with the default model.
+
+Target (issue 6): at most 3 s on 2 CPU cores. Prints the split between reading, the model,
+the inversion to native space and writing, for a BraTS-grid case (no resampling) and a case
+stored on another grid (1.2 mm RAS, resampled both ways). The model is the default
+architecture with random weights (the same compute as a trained one); the process start,
+TensorFlow import and model load are printed separately (paid once per prediction job).
+
+Usage: python benchmarks/bench_predict.py [--repeats N] [--threads T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+MODS = ["flair", "t1", "t1ce", "t2"]
+REAL = ROOT.parent / "shared/data/real/TCGA-FG-6692"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    from tumorseg.predict import _configure_threads, load_model
+
+    _configure_threads(args.threads)
+    import keras  # noqa: F401
+
+    from tumorseg.models import build_model
+    from tumorseg.predict import predict_case
+    from tumorseg.preprocess import preprocess_case
+    from tumorseg.train import model_defaults
+
+    t_import = time.perf_counter() - t0
+    settings = model_defaults(ROOT / "workflow/schemas/config.schema.yaml")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_path = tmp / "model.keras"
+        build_model(settings, n_channels=4).save(model_path)
+        t0 = time.perf_counter()
+        model = load_model(str(model_path))
+        t_load = time.perf_counter() - t0
+
+        cases = {}
+        if REAL.is_dir():
+            c = REAL.name
+            cases["BraTS grid (real case)"] = (
+                c,
+                {m: str(REAL / f"{c}_{m}.nii.gz") for m in MODS},
+                str(REAL / f"{c}_seg.nii.gz"),
+            )
+        from synth import write_case
+
+        grid = {
+            "size": (200, 200, 130),
+            "spacing": (1.2, 1.2, 1.2),
+            "origin": (119.4, 119.4, -77.4),
+            "direction": (-1, 0, 0, 0, -1, 0, 0, 0, 1),
+        }
+        paths = write_case(tmp / "data", "ras", grid)
+        cases["1.2 mm RAS grid (resampled)"] = ("ras", {m: paths[m] for m in MODS}, paths["seg"])
+
+        print(f"threads={args.threads}, median of {args.repeats} runs per case")
+        print(f"once per job: TensorFlow import {t_import:.2f} s, model load {t_load:.2f} s")
+        for name, (case, mods, seg) in cases.items():
+            out = {k: str(tmp / case / k) for k in ("i.npy", "l.npy", "s.tsv", "g.json")}
+            preprocess_case(
+                case,
+                mods,
+                None,
+                seg,
+                MODS,
+                MODS,
+                "brats2017",
+                [240, 240, 155],
+                [1.0, 1.0, 1.0],
+                [192, 192],
+                "center",
+                [2, 2, 2],
+                0.01,
+                out["i.npy"],
+                out["l.npy"],
+                out["s.tsv"],
+                out["g.json"],
+            )
+            runs = []
+            for i in range(args.repeats + 1):
+                t0 = time.perf_counter()
+                parts = predict_case(
+                    case,
+                    str(model_path),
+                    out["i.npy"],
+                    out["g.json"],
+                    mods["flair"],
+                    "brats2017",
+                    32,
+                    str(tmp / case / "seg.nii.gz"),
+                    model=model,
+                )
+                total = time.perf_counter() - t0
+                if i:  # the first call traces the model
+                    runs.append((total, parts))
+            total = statistics.median(r[0] for r in runs)
+            split = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
+            detail = ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
+            print(f"{name}: {total:.2f} s per case (target <= 3 s): {detail}")
+
+
+if __name__ == "__main__":
+    main()
