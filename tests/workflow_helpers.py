@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,3 +62,74 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
             if parts[0] != "total":
                 jobs[parts[0]] = int(parts[1])
     return jobs
+
+
+def copy_workdir(src: Path, dest: Path) -> Path:
+    """A copy of a workdir that ran (outputs, mtimes and .snakemake metadata kept)."""
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def write_config(workdir: Path, name: str, data: dict) -> str:
+    """Write an extra config file into ``workdir``; returns its path relative to it."""
+    import yaml
+
+    path = workdir / "tests" / "config" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path.relative_to(workdir))
+
+
+def jobs_in_log(text: str, header: str = r"(?:local)?rule") -> list[tuple[str, dict[str, str]]]:
+    """``(rule, wildcards)`` of the job blocks in Snakemake output whose header line matches
+    ``header`` followed by `` <rule>:`` (``localrule`` blocks are jobs actually executed)."""
+    jobs: list[tuple[str, dict[str, str]]] = []
+    inside = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        match = re.fullmatch(rf"{header} (\w+):", stripped)
+        if match:
+            jobs.append((match.group(1), {}))
+            inside = True
+        elif re.fullmatch(r"(?:local)?(?:rule|checkpoint) \w+:", stripped):
+            inside = False
+        elif inside and stripped.startswith("wildcards: "):
+            for item in stripped[len("wildcards: ") :].split(", "):
+                key, _, value = item.partition("=")
+                jobs[-1][1][key] = value
+    return jobs
+
+
+def planned_job_details(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """Jobs a dry run would execute, as ``(rule, wildcards)`` pairs (empty when nothing)."""
+    proc = run_snakemake(workdir, "-n", *args)
+    return jobs_in_log(proc.stdout + proc.stderr)
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Two runs of the same config agree: splits and preprocessed arrays bit for bit, the
+    predicted label maps voxel for voxel, the per-case metrics exactly."""
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    assert (a / "results/splits/splits.tsv").read_bytes() == (
+        b / "results/splits/splits.tsv"
+    ).read_bytes(), "splits.tsv differs"
+    arrays = sorted(p.relative_to(a) for p in (a / "results/preprocessed").glob("*/*.npy"))
+    assert arrays, f"no preprocessed arrays under {a}"
+    assert arrays == sorted(p.relative_to(b) for p in (b / "results/preprocessed").glob("*/*.npy"))
+    for rel in arrays:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), f"{rel} differs"
+    preds = sorted(p.relative_to(a) for p in (a / "results/predictions").glob("*/*_seg.nii.gz"))
+    assert preds, f"no predictions under {a}"
+    for rel in preds:
+        left = np.asarray(nib.load(a / rel).dataobj)
+        right = np.asarray(nib.load(b / rel).dataobj)
+        assert np.array_equal(left, right), f"{rel} differs"
+    tables = sorted(p.relative_to(a) for p in (a / "results/metrics").glob("*/per_case.tsv"))
+    assert tables, f"no per_case.tsv under {a}"
+    for rel in tables:
+        pd.testing.assert_frame_equal(
+            pd.read_csv(a / rel, sep="\t"), pd.read_csv(b / rel, sep="\t"), check_exact=True
+        )

@@ -18,20 +18,20 @@ if config["demo"]["enabled"]:
             seg=f"{DEMO_DIR}/{{case}}/{{case}}_seg.nii.gz",
         log:
             "logs/demo/{case}.log",
+        conda:
+            "../../envs/imaging.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
         params:
             subject=lambda w: DEMO.loc[w.case, "subject"],
             scanner=lambda w: DEMO.loc[w.case, "scanner"],
             session=lambda w: int(DEMO.loc[w.case, "session"]),
             labelled=True,
-            outdir=DEMO_DIR,
+            outdir=lambda w, output: str(Path(output.seg).parents[1]),
             seed=config["demo"]["seed"],
             modalities=config["modalities"],
-        threads: 1
-        resources:
-            mem_mb=2000,
-            runtime=10,
-        conda:
-            "../../envs/imaging.yaml"
         script:
             "../scripts/demo_case.py"
 
@@ -40,14 +40,14 @@ if config["demo"]["enabled"]:
             f"{DEMO_DIR}/samples.tsv",
         log:
             "logs/demo/sheet.log",
+        localrule: True
+        conda:
+            "../../envs/imaging.yaml"
         params:
             n_scanners=config["demo"]["n_scanners"],
             n_subjects=config["demo"]["n_subjects"],
             n_second_sessions=config["demo"]["n_second_sessions"],
             n_unlabelled=config["demo"]["n_unlabelled"],
             modalities=config["modalities"],
-        localrule: True
-        conda:
-            "../../envs/imaging.yaml"
         script:
             "../scripts/demo_sheet.py"

@@ -7,16 +7,16 @@ rule ceiling:
         "results/ceiling/{case}_seg.nii.gz",
     log:
         "logs/ceiling/{case}.log",
-    params:
-        convention=config["label_convention"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
     group:
         "case"
     conda:
         "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        convention=config["label_convention"],
     script:
         "../scripts/ceiling.py"
 
@@ -30,16 +30,16 @@ rule evaluate:
         tsv="results/metrics/{model}/cases/{case}.tsv",
     log:
         "logs/evaluate/{model}/{case}.log",
-    params:
-        convention=config["label_convention"],
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
     group:
         "evaluate"
     conda:
         "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        convention=config["label_convention"],
     script:
         "../scripts/evaluate.py"
 
@@ -72,16 +72,20 @@ rule aggregate:
         ),
     log:
         "logs/aggregate/{model}.log",
-    params:
-        convention=config["label_convention"],
-        overlay_cases=LABELLED,
-        image_channel=0 if not FOUR_D else config["image_channels"].index(config["modalities"][0]),
+    conda:
+        "../../envs/imaging.yaml"
     threads: 1
     resources:
         mem_mb=3000,
         runtime=10,
-    conda:
-        "../../envs/imaging.yaml"
+    params:
+        convention=config["label_convention"],
+        overlay_cases=LABELLED,
+        image_channel=(
+            0
+            if not FOUR_D
+            else config["image_channels"].index(config["modalities"][0])
+        ),
     script:
         "../scripts/aggregate.py"
 
@@ -102,10 +106,10 @@ rule summarise:
         ),
     log:
         "logs/summarise.log",
-    params:
-        models=list(RUNS),
     localrule: True
     conda:
         "../../envs/imaging.yaml"
+    params:
+        models=list(RUNS),
     script:
         "../scripts/summarise.py"

@@ -12,22 +12,22 @@ rule predict:
         geometry="results/preprocessed/{case}/geometry.json",
         reference=reference_image,
     output:
-        seg="results/predictions/{model}/{case}_seg.nii.gz",
         **PROBABILITIES,
+        seg="results/predictions/{model}/{case}_seg.nii.gz",
     log:
         "logs/predict/{model}/{case}.log",
     benchmark:
         "results/benchmarks/predict/{model}/{case}.tsv"
-    params:
-        convention=config["label_convention"],
-        batch_size=config["predict"]["batch_size"],
-    threads: 2
-    resources:
-        mem_mb=3000,
-        runtime=10,
     group:
         "predict"
     conda:
         "../../envs/tensorflow.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    params:
+        convention=config["label_convention"],
+        batch_size=config["predict"]["batch_size"],
     script:
         "../scripts/predict.py"

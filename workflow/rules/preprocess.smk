@@ -3,11 +3,11 @@ rule sample_sheet:
         "results/samples.tsv",
     log:
         "logs/sample_sheet.log",
-    params:
-        table=SAMPLES[["case", "subject", "scanner", "labelled"]].to_dict("list"),
     localrule: True
     conda:
         "../../envs/imaging.yaml"
+    params:
+        table=SAMPLES[["case", "subject", "scanner", "labelled"]].to_dict("list"),
     script:
         "../scripts/sample_sheet.py"
 
@@ -24,6 +24,14 @@ rule preprocess:
         "logs/preprocess/{case}.log",
     benchmark:
         "results/benchmarks/preprocess/{case}.tsv"
+    group:
+        "case"
+    conda:
+        "../../envs/imaging.yaml"
+    threads: 2
+    resources:
+        mem_mb=3000,
+        runtime=10,
     params:
         modalities=config["modalities"],
         image_channels=config["image_channels"],
@@ -34,14 +42,6 @@ rule preprocess:
         crop_mode=config["preprocess"]["crop"]["mode"],
         downsample=config["preprocess"]["downsample"],
         brain_threshold=config["preprocess"]["brain_threshold"],
-    threads: 2
-    resources:
-        mem_mb=3000,
-        runtime=10,
-    group:
-        "case"
-    conda:
-        "../../envs/imaging.yaml"
     script:
         "../scripts/preprocess.py"
 
@@ -61,13 +61,13 @@ rule qc:
         ),
     log:
         "logs/qc/{case}.log",
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
     group:
         "case"
     conda:
         "../../envs/imaging.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
     script:
         "../scripts/qc.py"

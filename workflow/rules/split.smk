@@ -16,13 +16,13 @@ rule split:
         ),
     log:
         "logs/split.log",
+    localrule: True
+    conda:
+        "../../envs/imaging.yaml"
     params:
         ratios=config["split"]["ratios"],
         seed=config["split"]["seed"],
         cv_folds=config["split"]["cv_folds"],
         pinned=config["split"]["pinned"],
-    localrule: True
-    conda:
-        "../../envs/imaging.yaml"
     script:
         "../scripts/split.py"

@@ -21,19 +21,19 @@ rule train:
         "logs/train/{model}.log",
     benchmark:
         "results/benchmarks/train/{model}.tsv"
-    params:
-        settings=training_settings,
-        fold=lambda w: RUNS[w.model][1],
-        deterministic=config["training"]["deterministic"],
-        preprocessed_dir="results/preprocessed",
-        checkpoint_dir=lambda w: f"results/checkpoints/{w.model}",
-        tensorboard_dir=lambda w: f"results/models/{w.model}/tensorboard",
+    conda:
+        "../../envs/tensorflow.yaml"
     threads: lambda w: model_settings(w)["threads"]
     resources:
         gpu=1,
         mem_mb=lambda w: model_settings(w)["mem_mb"],
         runtime=lambda w: model_settings(w)["runtime"],
-    conda:
-        "../../envs/tensorflow.yaml"
+    params:
+        settings=training_settings,
+        fold=lambda w: RUNS[w.model][1],
+        deterministic=config["training"]["deterministic"],
+        preprocessed_dir=lambda w, input: str(Path(input.cases[0]).parents[1]),
+        checkpoint_dir=lambda w: f"results/checkpoints/{w.model}",
+        tensorboard_dir=lambda w: f"results/models/{w.model}/tensorboard",
     script:
         "../scripts/train.py"

@@ -1,0 +1,63 @@
+"""Static checks run in CI: Snakemake's linter, snakefmt, ruff (lint and format)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON_DIRS = ["src", "tests", "workflow", "benchmarks"]
+CONFIGS = ["config/config.yaml", "tests/config/tiny.yaml"]
+
+
+def tool(name: str) -> str:
+    """A console script from this Python's environment (falls back to PATH)."""
+    exe = Path(sys.executable).with_name(name)
+    if exe.exists():
+        return str(exe)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (it is pinned in requirements-dev.txt)")
+    return found
+
+
+def run(*cmd: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, NO_COLOR="1")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("configfile", CONFIGS)
+def test_snakemake_lint_is_clean(configfile, tmp_path):
+    # Lint a copy, so that nothing (.snakemake/, demo files) is written into the checkout.
+    from workflow_helpers import make_workdir
+
+    workdir = make_workdir(tmp_path / "wf")
+    proc = run(tool("snakemake"), "--lint", "--configfile", configfile, cwd=workdir)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Lints for" not in output, output
+    assert "Congratulations, your workflow is in a good condition!" in output, output
+
+
+def test_snakefmt_check_is_clean():
+    files = ["Snakefile", *(str(p.relative_to(ROOT)) for p in ROOT.glob("workflow/rules/*.smk"))]
+    assert len(files) >= 7
+    proc = run(tool("snakefmt"), "--check", *files)
+    assert proc.returncode == 0, f"run `snakefmt {' '.join(files)}`:\n{proc.stdout}{proc.stderr}"
+
+
+def test_ruff_check_is_clean():
+    dirs = [d for d in PYTHON_DIRS if (ROOT / d).exists()]
+    proc = run(tool("ruff"), "check", "--no-cache", *dirs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ruff_format_is_clean():
+    dirs = [d for d in PYTHON_DIRS if (ROOT / d).exists()]
+    proc = run(tool("ruff"), "format", "--check", "--no-cache", *dirs)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

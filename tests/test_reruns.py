@@ -1,0 +1,161 @@
+"""What Snakemake reruns after a config change (on the tiny config), and reproducibility.
+
+The plans are dry runs against the session's completed tiny run (``tiny_run``), with the
+change given as an extra ``--configfile`` (merged over tests/config/tiny.yaml), so the shared
+workdir is never modified. Runs that must really happen use copies of it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from workflow_helpers import (
+    ROOT,
+    assert_same_results,
+    copy_workdir,
+    make_workdir,
+    planned_job_details,
+    run_snakemake,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+TINY = "tests/config/tiny.yaml"
+UPSTREAM = {"demo_case", "demo_sheet", "sample_sheet", "split"}
+
+
+def plan(workdir: Path, *configfiles: str) -> list[tuple[str, dict[str, str]]]:
+    return planned_job_details(workdir, "--configfile", TINY, *configfiles)
+
+
+def counts(jobs) -> Counter:
+    return Counter(rule for rule, _ in jobs)
+
+
+def cases(workdir: Path) -> tuple[int, int]:
+    """(all cases, labelled cases) of a run, from its preprocessed folders and metrics."""
+    n_cases = len(list((workdir / "results/preprocessed").glob("*/image.npy")))
+    n_labelled = len(list((workdir / "results/metrics/unet/cases").glob("*.tsv")))
+    assert n_cases > n_labelled > 0
+    return n_cases, n_labelled
+
+
+def model_jobs(n_cases: int, n_labelled: int) -> Counter:
+    """The jobs of one model after its weights change."""
+    return Counter(train=1, predict=n_cases, evaluate=n_labelled, aggregate=1, summarise=1, all=1)
+
+
+def test_nothing_changed_nothing_runs(tiny_run):
+    assert plan(tiny_run) == []
+    proc = run_snakemake(tiny_run, "-n", "--configfile", TINY)
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_a_copied_workdir_is_still_complete(tiny_run, tmp_path):
+    # The copies used below keep mtimes and metadata: nothing to do there either.
+    assert plan(copy_workdir(tiny_run, tmp_path / "wf")) == []
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [{"epochs": 3}, {"learning_rate": 0.001}, {"augment": {"flip": False}}, {"seed": 2}],
+    ids=["epochs", "learning_rate", "augment", "seed"],
+)
+def test_training_setting_reruns_that_model_and_downstream_only(tiny_run, setting):
+    override = write_config(tiny_run, "rerun_training.yaml", {"models": {"unet": setting}})
+    jobs = plan(tiny_run, override)
+    assert counts(jobs) == model_jobs(*cases(tiny_run)), counts(jobs)
+    assert {w.get("model") for r, w in jobs if r not in ("summarise", "all")} == {"unet"}
+
+
+def test_runtime_settings_of_a_model_do_not_retrain(tiny_run):
+    override = write_config(
+        tiny_run, "rerun_runtime.yaml", {"models": {"unet": {"threads": 1, "runtime": 99}}}
+    )
+    assert plan(tiny_run, override) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"crop": {"size": [160, 160]}},
+        {"crop": {"mode": "brain"}},
+        {"downsample": [4, 4, 2]},
+    ],
+    ids=["crop_size", "crop_mode", "downsample"],
+)
+def test_preprocessing_change_reruns_preprocessing_and_everything_after(tiny_run, change):
+    override = write_config(tiny_run, "rerun_preprocess.yaml", {"preprocess": change})
+    jobs = plan(tiny_run, override)
+    n_cases, n_labelled = cases(tiny_run)
+    expected = model_jobs(n_cases, n_labelled) + Counter(
+        preprocess=n_cases, qc=n_cases, ceiling=n_labelled
+    )
+    assert counts(jobs) == expected, counts(jobs)
+    assert not UPSTREAM & set(counts(jobs))
+
+
+@pytest.fixture(scope="module")
+def two_models(tiny_run, tmp_path_factory):
+    """A copy of the tiny run, planned and then run with a second model added."""
+    workdir = copy_workdir(tiny_run, tmp_path_factory.mktemp("two_models") / "wf")
+    first = workdir / "results/models/unet/model.keras"
+    before = (first.stat().st_mtime_ns, first.read_bytes())
+    override = write_config(
+        workdir,
+        "second_model.yaml",
+        {
+            "models": {
+                "small": {
+                    "architecture": "unet",
+                    "depth": 2,
+                    "base_filters": 4,
+                    "epochs": 1,
+                    "steps_per_epoch": 2,
+                    "batch_size": 8,
+                    "threads": 2,
+                    "mem_mb": 2000,
+                    "runtime": 10,
+                }
+            }
+        },
+    )
+    jobs = plan(workdir, override)
+    run_snakemake(workdir, "--configfile", TINY, override)
+    after = (first.stat().st_mtime_ns, first.read_bytes())
+    return workdir, override, jobs, before, after
+
+
+def test_adding_a_model_trains_only_the_new_one(two_models, tiny_run):
+    workdir, _, jobs, before, after = two_models
+    assert counts(jobs) == model_jobs(*cases(tiny_run)), counts(jobs)
+    assert {w.get("model") for r, w in jobs if r not in ("summarise", "all")} == {"small"}
+    assert after == before, "the existing model was retrained"
+    assert (workdir / "results/models/small/model.keras").is_file()
+    summary = (workdir / "results/metrics/summary.tsv").read_text()
+    assert "\nsmall\t" in summary and "\nunet\t" in summary
+
+
+@pytest.mark.parametrize("model", ["unet", "small"])
+def test_with_two_models_a_setting_change_reruns_only_that_model(two_models, tiny_run, model):
+    workdir, second, _, _, _ = two_models
+    override = write_config(workdir, "change_one.yaml", {"models": {model: {"epochs": 3}}})
+    jobs = plan(workdir, second, override)
+    assert counts(jobs) == model_jobs(*cases(tiny_run)), counts(jobs)
+    assert {w.get("model") for r, w in jobs if r not in ("summarise", "all")} == {model}
+
+
+def test_scripts_read_config_only_through_params():
+    scripts = sorted((ROOT / "workflow" / "scripts").glob("*.py"))
+    assert scripts
+    offenders = [p.name for p in scripts if "snakemake.config" in p.read_text()]
+    assert not offenders, f"scripts reading snakemake.config instead of params: {offenders}"
+
+
+def test_two_runs_from_scratch_are_identical(tiny_run, tmp_path):
+    again = make_workdir(tmp_path / "wf")
+    run_snakemake(again, "--configfile", TINY)
+    assert_same_results(tiny_run, again)
