@@ -7,6 +7,7 @@ workdir is never modified. Runs that must really happen use copies of it.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -98,6 +99,30 @@ def test_preprocessing_change_reruns_preprocessing_and_everything_after(tiny_run
     assert not UPSTREAM & set(counts(jobs))
 
 
+def test_split_change_reruns_split_and_every_model_not_preprocessing(tiny_run):
+    override = write_config(tiny_run, "rerun_split.yaml", {"split": {"seed": 2}})
+    jobs = plan(tiny_run, override)
+    assert counts(jobs) == model_jobs(*cases(tiny_run)) + Counter(split=1), counts(jobs)
+
+
+def test_prediction_setting_reruns_prediction_not_training(tiny_run):
+    override = write_config(tiny_run, "rerun_predict.yaml", {"predict": {"batch_size": 5}})
+    jobs = plan(tiny_run, override)
+    expected = model_jobs(*cases(tiny_run)) - Counter(train=1)
+    assert counts(jobs) == expected, counts(jobs)
+
+
+def test_a_newer_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, tmp_path):
+    workdir = copy_workdir(tiny_run, tmp_path / "wf")
+    case = sorted(p.stem for p in (workdir / "results/metrics/unet/cases").glob("*.tsv"))[0]
+    image = next((workdir / "resources/demo" / case).glob("*_t1.nii.gz"))
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**10))
+    jobs = plan(workdir)
+    expected = model_jobs(*cases(tiny_run)) + Counter(preprocess=1, qc=1, ceiling=1)
+    assert counts(jobs) == expected, counts(jobs)
+    assert {w["case"] for r, w in jobs if r in ("preprocess", "qc", "ceiling")} == {case}
+
+
 @pytest.fixture(scope="module")
 def two_models(tiny_run, tmp_path_factory):
     """A copy of the tiny run, planned and then run with a second model added."""
@@ -146,6 +171,12 @@ def test_with_two_models_a_setting_change_reruns_only_that_model(two_models, tin
     jobs = plan(workdir, second, override)
     assert counts(jobs) == model_jobs(*cases(tiny_run)), counts(jobs)
     assert {w.get("model") for r, w in jobs if r not in ("summarise", "all")} == {model}
+
+
+def test_removing_a_model_reruns_only_the_summary(two_models):
+    workdir, _, _, _, _ = two_models
+    jobs = plan(workdir)  # tiny.yaml alone: the second model is gone
+    assert counts(jobs) == Counter(summarise=1, all=1), counts(jobs)
 
 
 def test_scripts_read_config_only_through_params():

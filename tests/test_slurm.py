@@ -31,6 +31,8 @@ from workflow_helpers import (
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 TINY = "tests/config/tiny.yaml"
+# The plugin's job comment: rule_<rule>_wildcards_<...>, or rule_<group>_<its rules> for groups.
+CASE_GROUP = "rule_case_ceiling_demo_case_preprocess_qc"
 # Only what this one-node test cluster needs on top of profiles/slurm: its size, and no
 # accounting (so squeue instead of sacct, no account, no 40 s wait before the first check).
 TEST_CLUSTER_ARGS = [
@@ -122,9 +124,9 @@ def test_per_case_jobs_are_grouped(slurm_run):
     # All cases fit one group of each kind: one SLURM job per group and per model.
     assert comments == Counter(
         {
-            "rule_case_ceiling_demo_case_preprocess_qc": 1,
-            "rule_predict": 1,
-            "rule_evaluate": 1,
+            CASE_GROUP: 1,
+            "rule_predict_predict": 1,
+            "rule_evaluate_evaluate": 1,
             "rule_train": per_rule["train"],
             "rule_aggregate": per_rule["aggregate"],
         }
@@ -135,11 +137,11 @@ def test_per_case_jobs_are_grouped(slurm_run):
 def test_training_and_prediction_asked_for_a_gpu(slurm_run):
     _, _, jobs, _ = slurm_run
     by_kind = {re.sub(r"_wildcards_.*", "", j["Comment"]): j for j in jobs}
-    for kind in ("rule_train", "rule_predict"):
+    for kind in ("rule_train", "rule_predict_predict"):
         job = by_kind[kind]
         assert job["Partition"] == "gpu", job
         assert "gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
-    for kind in ("rule_case_ceiling_demo_case_preprocess_qc", "rule_evaluate", "rule_aggregate"):
+    for kind in (CASE_GROUP, "rule_evaluate_evaluate", "rule_aggregate"):
         job = by_kind[kind]
         assert job["Partition"] == "cpu", job
         assert "gpu" not in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job

@@ -202,3 +202,43 @@ def _save_npy(path: str, arr: np.ndarray) -> None:
 
 def load_geometry(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def summarise(geometry_jsons: list[str], slices_tsvs: list[str], out_path: str) -> pd.DataFrame:
+    """One row per preprocessed case: native grid, resampling, crop losses and label voxels.
+
+    Cases that lost brain or tumour voxels outside the crop stand out here (and in the report).
+    """
+    rows = []
+    for geom_path, slices_path in zip(geometry_jsons, slices_tsvs, strict=True):
+        rec = load_geometry(geom_path)
+        slices = pd.read_csv(slices_path, sep="\t")
+        native = rec["native"]
+        row = {
+            "case": rec["case"],
+            "native_size": "x".join(str(v) for v in native["size"]),
+            "native_spacing": "x".join(f"{v:g}" for v in native["spacing"]),
+            "native_orientation": rec["native_orientation"],
+            "resampled": rec["resampled"],
+            "labelled": rec["has_label"],
+            "slices": len(slices),
+            "brain_slices": int((slices["brain_voxels"] > 0).sum()),
+            "brain_voxels": rec["brain_voxels"],
+            "lost_brain_voxels": rec["lost_brain_voxels"],
+            "lost_tumour_voxels": rec["lost_tumour_voxels"],
+        }
+        for c in range(1, N_CLASSES):
+            row[f"voxels_{c}"] = slices[f"voxels_{c}"].sum() if rec["has_label"] else pd.NA
+        rows.append(row)
+    df = pd.DataFrame(rows).sort_values("case")
+    lost = df[(df["lost_brain_voxels"] > 0) | (df["lost_tumour_voxels"] > 0)]
+    for _, r in lost.iterrows():
+        log.warning(
+            "case %s: %d brain and %d tumour voxels outside the crop",
+            r["case"],
+            r["lost_brain_voxels"],
+            r["lost_tumour_voxels"],
+        )
+    with atomic_path(out_path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False)
+    return df

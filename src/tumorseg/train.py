@@ -376,6 +376,7 @@ def train_model(
     """
     t0 = time.perf_counter()
     threads = max(1, int(threads))
+    log.info("training job started: %s (pid %d, %d threads)", out_model, os.getpid(), threads)
     settings = json.loads(json.dumps(settings))  # plain, private copy
     gpus = configure_tensorflow(threads)
     import keras

@@ -46,6 +46,26 @@ rule preprocess:
         "../scripts/preprocess.py"
 
 
+rule preprocess_summary:
+    input:
+        geometry=expand("results/preprocessed/{case}/geometry.json", case=CASES),
+        slices=expand("results/preprocessed/{case}/slices.tsv", case=CASES),
+        arrays=preprocessed(["image.npy", "label.npy"], CASES),
+    output:
+        report(
+            "results/preprocessed/summary.tsv",
+            caption="../report/preprocess_summary.rst",
+            category="1. Preprocessing",
+        ),
+    log:
+        "logs/preprocess_summary.log",
+    localrule: True
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../scripts/preprocess_summary.py"
+
+
 rule qc:
     input:
         image="results/preprocessed/{case}/image.npy",

@@ -1,7 +1,9 @@
 rule train:
     input:
         splits="results/splits/splits.tsv",
-        cases=preprocessed(["image.npy", "label.npy", "slices.tsv"], LABELLED),
+        # every case's arrays, through the summary that depends on them all (listing the
+        # arrays here would make each prediction job's dependency check O(cases))
+        preprocessed="results/preprocessed/summary.tsv",
     output:
         model="results/models/{model}/model.keras",
         history="results/models/{model}/history.csv",
@@ -32,7 +34,7 @@ rule train:
         settings=training_settings,
         fold=lambda w: RUNS[w.model][1],
         deterministic=config["training"]["deterministic"],
-        preprocessed_dir=lambda w, input: str(Path(input.cases[0]).parents[1]),
+        preprocessed_dir=lambda w, input: str(Path(input.preprocessed).parent),
         checkpoint_dir=lambda w: f"results/checkpoints/{w.model}",
         tensorboard_dir=lambda w: f"results/models/{w.model}/tensorboard",
     script:

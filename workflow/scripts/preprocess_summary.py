@@ -1,0 +1,16 @@
+"""One table of all preprocessed cases (grids, crop losses, label voxels)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.logs import run_step
+from tumorseg.preprocess import summarise
+
+run_step(
+    snakemake.log[0],
+    summarise,
+    list(snakemake.input.geometry),
+    list(snakemake.input.slices),
+    snakemake.output[0],
+)
