@@ -93,7 +93,7 @@ def test_preprocessing_change_reruns_preprocessing_and_everything_after(tiny_run
     jobs = plan(tiny_run, override)
     n_cases, n_labelled = cases(tiny_run)
     expected = model_jobs(n_cases, n_labelled) + Counter(
-        preprocess=n_cases, qc=n_cases, ceiling=n_labelled
+        preprocess=n_cases, qc=n_cases, ceiling=n_labelled, preprocess_summary=1
     )
     assert counts(jobs) == expected, counts(jobs)
     assert not UPSTREAM & set(counts(jobs))
@@ -118,7 +118,9 @@ def test_a_newer_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, tm
     image = next((workdir / "resources/demo" / case).glob("*_t1.nii.gz"))
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**10))
     jobs = plan(workdir)
-    expected = model_jobs(*cases(tiny_run)) + Counter(preprocess=1, qc=1, ceiling=1)
+    expected = model_jobs(*cases(tiny_run)) + Counter(
+        preprocess=1, qc=1, ceiling=1, preprocess_summary=1
+    )
     assert counts(jobs) == expected, counts(jobs)
     assert {w["case"] for r, w in jobs if r in ("preprocess", "qc", "ceiling")} == {case}
 

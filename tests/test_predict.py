@@ -1,0 +1,124 @@
+"""Prediction of one case: native grid, optional probability maps, loud geometry failures."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from synth import MODS, write_case
+
+from tumorseg import geometry as geo
+from tumorseg.errors import InputError
+from tumorseg.labels import to_internal
+from tumorseg.predict import check_written, predict_case
+from tumorseg.preprocess import preprocess_case
+
+RAS = {
+    "size": (120, 110, 70),
+    "spacing": (2.0, 2.0, 2.2),
+    "origin": (119.0, 109.0, -76.0),
+    "direction": (-1, 0, 0, 0, -1, 0, 0, 0, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("predict")
+    paths = write_case(tmp, "p1", RAS)
+    out = {k: str(tmp / k) for k in ("image.npy", "label.npy", "slices.tsv", "g.json")}
+    preprocess_case(
+        "p1",
+        {m: paths[m] for m in MODS},
+        None,
+        paths["seg"],
+        MODS,
+        MODS,
+        "brats2017",
+        [240, 240, 155],
+        [1, 1, 1],
+        [192, 192],
+        "center",
+        [2, 2, 2],
+        0.01,
+        out["image.npy"],
+        out["label.npy"],
+        out["slices.tsv"],
+        out["g.json"],
+    )
+    import keras
+
+    from tumorseg.models import build_model
+
+    keras.utils.set_random_seed(0)
+    settings = {
+        "architecture": "unet",
+        "depth": 1,
+        "base_filters": 2,
+        "batch_norm": False,
+        "dropout": 0.0,
+        "upsampling": "upsample",
+        "kernel_size": 3,
+        "seed": 0,
+    }
+    model_path = tmp / "model.keras"
+    build_model(settings, n_channels=4).save(model_path)
+    return tmp, paths, out, str(model_path)
+
+
+def test_prediction_and_probabilities_on_the_native_grid(case):
+    tmp, paths, out, model = case
+    seg, probs = tmp / "seg.nii.gz", tmp / "probs.nii.gz"
+    times = predict_case(
+        "p1",
+        model,
+        out["image.npy"],
+        out["g.json"],
+        paths["flair"],
+        "brats2017",
+        16,
+        str(seg),
+        str(probs),
+        threads=1,
+    )
+    assert set(times) == {"read", "model", "inversion", "write"}
+    ref = nib.load(paths["flair"])
+    for p in (seg, probs):
+        img = nib.load(str(p))
+        np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
+        assert img.shape[:3] == ref.shape
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(seg)))
+    p = sitk.GetArrayFromImage(sitk.ReadImage(str(probs)))
+    assert p.shape == (*labels.shape, 4) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(np.argmax(p, -1), to_internal(labels, "brats2017"))
+
+
+def test_input_changed_since_preprocessing_is_an_error(case, tmp_path):
+    tmp, paths, out, model = case
+    moved = sitk.ReadImage(paths["flair"])
+    moved.SetOrigin((0.0, 0.0, 0.0))
+    other = tmp_path / "flair.nii.gz"
+    sitk.WriteImage(moved, str(other))
+    with pytest.raises(InputError, match="case p1.*preprocessed on"):
+        predict_case(
+            "p1",
+            model,
+            out["image.npy"],
+            out["g.json"],
+            str(other),
+            "brats2017",
+            16,
+            str(tmp_path / "seg.nii.gz"),
+            threads=1,
+        )
+    assert not (tmp_path / "seg.nii.gz").exists()
+
+
+def test_a_written_affine_that_differs_fails_loudly(case, tmp_path):
+    _, paths, _, _ = case
+    img = sitk.ReadImage(paths["seg"])
+    img.SetDirection((1, 0, 0, 0, -1, 0, 0, 0, 1))  # a flip a viewer would show
+    wrong = tmp_path / "wrong.nii.gz"
+    sitk.WriteImage(img, str(wrong))
+    with pytest.raises(geo.GeometryError, match="affine"):
+        check_written(wrong, paths["seg"], "p1")
+    check_written(paths["seg"], paths["seg"], "p1")  # the same file passes
