@@ -85,6 +85,18 @@ def _wait(condition, timeout: float, what: str, logs: list[Path]) -> None:
     raise SlurmUnavailable(f"{what} did not happen within {timeout:.0f} s\n{tails}")
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie left for init to reap is not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -161,13 +173,9 @@ class Cluster:
             except ProcessLookupError:
                 continue
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
+            while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.2)
-            else:
+            if _alive(pid):
                 try:
                     os.kill(pid, 9)
                 except ProcessLookupError:

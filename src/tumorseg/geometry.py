@@ -174,9 +174,7 @@ def resample_probabilities(probs: np.ndarray, src: Grid, dst: Grid) -> np.ndarra
     img = src.apply(sitk.GetImageFromArray(shifted, isVector=True))
     del shifted
     ref = dst.reference(sitk.sitkFloat32)
-    res = sitk.Resample(
-        img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32
-    )
+    res = sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat32)
     out = sitk.GetArrayFromImage(res)
     out[..., 0] += 1.0
     return out
@@ -272,10 +270,12 @@ def downsample_labels(classes: np.ndarray, factors_xyz, n_classes: int = N_CLASS
     structure (ET > NCR > ED > background), so thin structures are not lost to ties."""
     if all(int(f) == 1 for f in factors_xyz):
         return classes.astype(np.uint8)
+    block = int(np.prod([int(f) for f in factors_xyz]))
+    count_type = np.uint8 if block < 256 else np.int32
     counts = np.stack(
-        [_block_sum(classes == c, factors_xyz, np.int32) for c in range(n_classes)], -1
+        [_block_sum(classes == c, factors_xyz, count_type) for c in range(n_classes)], -1
     )
-    score = counts * (n_classes + 1) + _LABEL_PRIORITY[:n_classes].astype(np.int32)
+    score = counts.astype(np.int32) * (n_classes + 1) + _LABEL_PRIORITY[:n_classes]
     return np.argmax(score, axis=-1).astype(np.uint8)
 
 
@@ -355,8 +355,8 @@ def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool
         # the canonical grid is the reoriented native grid: paste into the full volume
         probs = None
         classes = np.zeros(canonical.shape_zyx, dtype=np.uint8)
-        classes[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = (
-            argmax_classes(up)
+        classes[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = argmax_classes(
+            up
         )
         if keep_probs:
             probs = np.zeros((*canonical.shape_zyx, n_cls), dtype=np.float32)
