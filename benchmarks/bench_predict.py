@@ -40,7 +40,6 @@ def main() -> None:
 
     from tumorseg.models import build_model
     from tumorseg.predict import predict_case
-    from tumorseg.preprocess import preprocess_case
     from tumorseg.train import model_defaults
 
     t_import = time.perf_counter() - t0
@@ -62,7 +61,7 @@ def main() -> None:
                 {m: str(REAL / f"{c}_{m}.nii.gz") for m in MODS},
                 str(REAL / f"{c}_seg.nii.gz"),
             )
-        from synth import write_case
+        from synth import preprocess, write_case
 
         grid = {
             "size": (200, 200, 130),
@@ -76,34 +75,15 @@ def main() -> None:
         print(f"threads={args.threads}, median of {args.repeats} runs per case")
         print(f"once per job: TensorFlow import {t_import:.2f} s, model load {t_load:.2f} s")
         for name, (case, mods, seg) in cases.items():
-            out = {k: str(tmp / case / k) for k in ("i.npy", "l.npy", "s.tsv", "g.json")}
-            preprocess_case(
-                case,
-                mods,
-                None,
-                seg,
-                MODS,
-                MODS,
-                "brats2017",
-                [240, 240, 155],
-                [1.0, 1.0, 1.0],
-                [192, 192],
-                "center",
-                [2, 2, 2],
-                0.01,
-                out["i.npy"],
-                out["l.npy"],
-                out["s.tsv"],
-                out["g.json"],
-            )
+            _, out = preprocess(case, {**mods, "seg": seg}, tmp / case, threads=args.threads)
             runs = []
             for i in range(args.repeats + 1):
                 t0 = time.perf_counter()
                 parts = predict_case(
                     case,
                     str(model_path),
-                    out["i.npy"],
-                    out["g.json"],
+                    out["image.npy"],
+                    out["geometry.json"],
                     mods["flair"],
                     "brats2017",
                     32,

@@ -18,10 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import SimpleITK as sitk  # noqa: E402
-
-from tumorseg.preprocess import preprocess_case  # noqa: E402
+from synth import preprocess  # noqa: E402
 
 MODS = ["flair", "t1", "t1ce", "t2"]
 
@@ -43,32 +43,12 @@ def main() -> None:
 
     reads, preps = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        out = {k: f"{tmp}/{k}" for k in ("image.npy", "label.npy", "slices.tsv", "geometry.json")}
         for i in range(args.repeats + 1):
             t0 = time.perf_counter()
             for f in files.values():
                 sitk.ReadImage(f)
             t1 = time.perf_counter()
-            preprocess_case(
-                case,
-                {m: files[m] for m in MODS},
-                None,
-                files["seg"],
-                MODS,
-                MODS,
-                "brats2017",
-                [240, 240, 155],
-                [1.0, 1.0, 1.0],
-                [192, 192],
-                "center",
-                [2, 2, 2],
-                0.01,
-                out["image.npy"],
-                out["label.npy"],
-                out["slices.tsv"],
-                out["geometry.json"],
-                threads=args.threads,
-            )
+            preprocess(case, files, tmp, threads=args.threads)
             t2 = time.perf_counter()
             if i:  # the first round warms the page cache
                 reads.append(t1 - t0)

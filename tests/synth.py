@@ -87,3 +87,34 @@ def write_case(folder: Path, case: str, grid: dict, et=True, seg=True) -> dict:
         sitk.WriteImage(grid_image(grid, label), str(p))
         paths["seg"] = str(p)
     return paths
+
+
+def preprocess(
+    case: str, paths: dict, outdir, seg="from-paths", convention="brats2017", threads: int = 1
+) -> tuple[dict, dict]:
+    """``preprocess_case`` with the default settings; returns (record, output paths)."""
+    from tumorseg.preprocess import preprocess_case
+
+    outdir = Path(outdir)
+    out = {k: str(outdir / k) for k in ("image.npy", "label.npy", "slices.tsv", "geometry.json")}
+    record = preprocess_case(
+        case,
+        {m: paths[m] for m in MODS},
+        None,
+        paths.get("seg") if seg == "from-paths" else seg,
+        MODS,
+        MODS,
+        convention,
+        [240, 240, 155],
+        [1.0, 1.0, 1.0],
+        [192, 192],
+        "center",
+        [2, 2, 2],
+        0.01,
+        out["image.npy"],
+        out["label.npy"],
+        out["slices.tsv"],
+        out["geometry.json"],
+        threads=threads,
+    )
+    return record, out

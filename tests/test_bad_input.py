@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from synth import MODS, grid_image, write_case
+from synth import MODS, grid_image, preprocess, write_case
 
 from tumorseg.errors import InputError
 from tumorseg.labels import to_internal
-from tumorseg.preprocess import preprocess_case
 from tumorseg.sheet import complete_sheet, read_sheet
 
 SMALL = {
@@ -28,26 +27,9 @@ def case(tmp_path):
     return write_case(tmp_path / "data", "bad01", SMALL)
 
 
-def run(tmp_path, paths, seg="default", convention="brats2017"):
-    out = tmp_path / "out"
-    outs = {k: str(out / k) for k in ("image.npy", "label.npy", "slices.tsv", "geometry.json")}
-    preprocess_case(
-        "bad01",
-        {m: paths[m] for m in MODS},
-        None,
-        paths["seg"] if seg == "default" else seg,
-        MODS,
-        MODS,
-        convention,
-        [240, 240, 155],
-        [1, 1, 1],
-        [192, 192],
-        "center",
-        [2, 2, 2],
-        0.01,
-        *outs.values(),
-    )
-    return out
+def run(tmp_path, paths, seg="from-paths", convention="brats2017"):
+    preprocess("bad01", paths, tmp_path / "out", seg=seg, convention=convention)
+    return tmp_path / "out"
 
 
 def expect_error(tmp_path, paths, fragment, path, **kw):

@@ -32,7 +32,9 @@ def test_every_schema_key_has_a_description():
     text = render(SCHEMA)
     rows = [r for r in text.splitlines() if r.startswith("| `")]
     assert len(rows) > 50
-    assert all(not r.rstrip().endswith("|  |") for r in rows), [r for r in rows if r.endswith("|  |")]
+    assert all(not r.rstrip().endswith("|  |") for r in rows), [
+        r for r in rows if r.endswith("|  |")
+    ]
 
 
 def test_defaults_are_filled_for_models():
@@ -68,6 +70,8 @@ def test_checks_beyond_the_schema():
 
 
 def test_model_runs_with_folds():
-    config = load({"split": {"cv_folds": 3}, "models": {"unet": {}, "cnn": {"architecture": "cnn"}}})
+    config = load(
+        {"split": {"cv_folds": 3}, "models": {"unet": {}, "cnn": {"architecture": "cnn"}}}
+    )
     assert list(model_runs(config)) == [f"{m}.fold{k}" for m in ("unet", "cnn") for k in range(3)]
     assert model_runs(config)["cnn.fold2"] == ("cnn", 2)

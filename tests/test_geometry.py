@@ -4,12 +4,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from synth import BRATS_GRID, MODS, write_case
+from synth import BRATS_GRID, MODS, preprocess, write_case
 
 from tumorseg import geometry as geo
 from tumorseg.labels import to_internal
 from tumorseg.predict import write_segmentation
-from tumorseg.preprocess import preprocess_case
 
 c10, s10 = np.cos(np.radians(10)), np.sin(np.radians(10))
 GRIDS = {
@@ -66,26 +65,7 @@ def dice(a, b):
 def test_round_trip_to_native(tmp_path, name):
     grid, resampled = GRIDS[name]
     paths = write_case(tmp_path, "c1", grid)
-    out = {k: str(tmp_path / k) for k in ("image.npy", "label.npy", "slices.tsv", "g.json")}
-    rec = preprocess_case(
-        "c1",
-        {m: paths[m] for m in MODS},
-        None,
-        paths["seg"],
-        MODS,
-        MODS,
-        "brats2017",
-        [240, 240, 155],
-        [1.0, 1.0, 1.0],
-        [192, 192],
-        "center",
-        [2, 2, 2],
-        0.01,
-        out["image.npy"],
-        out["label.npy"],
-        out["slices.tsv"],
-        out["g.json"],
-    )
+    rec, out = preprocess("c1", paths, tmp_path)
     assert rec["resampled"] is resampled
     image = np.load(out["image.npy"], allow_pickle=False)
     label = np.load(out["label.npy"], allow_pickle=False)
@@ -191,26 +171,7 @@ def test_real_case_ceiling_and_affine(tmp_path, real_data):
     case = "TCGA-FG-6692"
     d = real_data / case
     paths = {m: str(d / f"{case}_{m}.nii.gz") for m in [*MODS, "seg"]}
-    out = {k: str(tmp_path / k) for k in ("image.npy", "label.npy", "slices.tsv", "g.json")}
-    rec = preprocess_case(
-        case,
-        {m: paths[m] for m in MODS},
-        None,
-        paths["seg"],
-        MODS,
-        MODS,
-        "brats2017",
-        [240, 240, 155],
-        [1.0, 1.0, 1.0],
-        [192, 192],
-        "center",
-        [2, 2, 2],
-        0.01,
-        out["image.npy"],
-        out["label.npy"],
-        out["slices.tsv"],
-        out["g.json"],
-    )
+    rec, out = preprocess(case, paths, tmp_path)
     assert not rec["resampled"]
     back = geo.labels_to_native(np.load(out["label.npy"]), rec)
     written = tmp_path / "ceiling.nii.gz"

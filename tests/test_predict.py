@@ -4,13 +4,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from synth import MODS, write_case
+from synth import preprocess, write_case
 
 from tumorseg import geometry as geo
 from tumorseg.errors import InputError
 from tumorseg.labels import to_internal
 from tumorseg.predict import check_written, predict_case
-from tumorseg.preprocess import preprocess_case
 
 RAS = {
     "size": (120, 110, 70),
@@ -24,26 +23,7 @@ RAS = {
 def case(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     paths = write_case(tmp, "p1", RAS)
-    out = {k: str(tmp / k) for k in ("image.npy", "label.npy", "slices.tsv", "g.json")}
-    preprocess_case(
-        "p1",
-        {m: paths[m] for m in MODS},
-        None,
-        paths["seg"],
-        MODS,
-        MODS,
-        "brats2017",
-        [240, 240, 155],
-        [1, 1, 1],
-        [192, 192],
-        "center",
-        [2, 2, 2],
-        0.01,
-        out["image.npy"],
-        out["label.npy"],
-        out["slices.tsv"],
-        out["g.json"],
-    )
+    _, out = preprocess("p1", paths, tmp)
     import keras
 
     from tumorseg.models import build_model
@@ -71,7 +51,7 @@ def test_prediction_and_probabilities_on_the_native_grid(case):
         "p1",
         model,
         out["image.npy"],
-        out["g.json"],
+        out["geometry.json"],
         paths["flair"],
         "brats2017",
         16,
@@ -103,7 +83,7 @@ def test_input_changed_since_preprocessing_is_an_error(case, tmp_path):
             "p1",
             model,
             out["image.npy"],
-            out["g.json"],
+            out["geometry.json"],
             str(other),
             "brats2017",
             16,

@@ -9,8 +9,12 @@ from workflow_helpers import make_workdir, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-SMALL = {"size": (80, 90, 60), "spacing": (2.5, 2.5, 2.5), "origin": (-100.0, -110.0, -75.0),
-         "direction": (1, 0, 0, 0, 1, 0, 0, 0, 1)}
+SMALL = {
+    "size": (80, 90, 60),
+    "spacing": (2.5, 2.5, 2.5),
+    "origin": (-100.0, -110.0, -75.0),
+    "direction": (1, 0, 0, 0, 1, 0, 0, 0, 1),
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,11 @@ def test_bad_image_fails_only_its_case(workdir):
     bad = workdir / "data/bad01/bad01_t1ce.nii.gz"
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 3])  # truncated gzip
-    targets = [f"results/preprocessed/{c}/{n}" for c in ("good01", "bad01")
-               for n in ("image.npy", "geometry.json")]
+    targets = [
+        f"results/preprocessed/{c}/{n}"
+        for c in ("good01", "bad01")
+        for n in ("image.npy", "geometry.json")
+    ]
     proc = run_snakemake(
         workdir, "--configfile", "errors.yaml", "--keep-going", *targets, check=False
     )

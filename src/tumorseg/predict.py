@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -16,12 +15,9 @@ from . import geometry as geo
 from .atomic import atomic_path
 from .errors import InputError
 from .labels import from_internal
+from .preprocess import load_geometry
 
 log = logging.getLogger("tumorseg")
-
-
-def load_geometry(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
