@@ -32,6 +32,10 @@ class SlurmUnavailable(RuntimeError):
     """SLURM cannot be installed or started here (the message says why)."""
 
 
+class ForeignSlurmConfig(SlurmUnavailable):
+    """The machine has its own /etc/slurm configuration, which this module leaves alone."""
+
+
 def _run(cmd: list[str], timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
@@ -242,7 +246,7 @@ def start_cluster(root: Path, cpus: int | None = None, mem_mb: int = 16000) -> C
     for name in ("slurm.conf", "gres.conf"):
         path = ETC / name
         if path.exists() and not path.read_text().startswith(MARKER):
-            raise SlurmUnavailable(
+            raise ForeignSlurmConfig(
                 f"{path} exists and was not written by this test: not overwriting the SLURM "
                 "configuration of this machine"
             )

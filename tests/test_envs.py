@@ -20,7 +20,9 @@ EXPECTED_ENVS = {"imaging.yaml", "tensorflow.yaml"}
 DISTRIBUTION = {"SimpleITK": "simpleitk", "skimage": "scikit-image", "yaml": "pyyaml"}
 # Provided by conda itself (not pip packages of requirements.txt).
 CONDA_ONLY = {"python", "pip"}
-EXACT = re.compile(r"^\d+(\.\d+){2,}$")  # X.Y.Z (or longer)
+EXACT = re.compile(r"^\d+(\.\d+)+$")  # a full release number: 26.3, 2.21.0 (not 3 or 3.*)
+# conda's `name=1.2` means 1.2.* (fuzzy); `name=1.2.3` or `name==1.2` is exact
+CONDA_FUZZY_SAFE = re.compile(r"^\d+(\.\d+){2,}$")
 
 
 def normalise(name: str) -> str:
@@ -51,12 +53,13 @@ def read_env(path: Path) -> tuple[dict[str, str], list[str]]:
             for pip_dep in dep.get("pip", []):
                 name, sep, version = pip_dep.partition("==")
                 if not sep or not EXACT.match(version.strip()):
-                    problems.append(f"pip {pip_dep!r} is not pinned as name==X.Y.Z")
+                    problems.append(f"pip {pip_dep!r} is not pinned exactly (name==version)")
                 pins[normalise(re.sub(r"\[.*\]", "", name).strip())] = version.strip()
             continue
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*(==|=)\s*([^=\s]+)", dep)
-        if match is None or not EXACT.match(match.group(3)):
-            problems.append(f"conda {dep!r} is not pinned as name=X.Y.Z")
+        pattern = EXACT if match and match.group(2) == "==" else CONDA_FUZZY_SAFE
+        if match is None or not pattern.match(match.group(3)):
+            problems.append(f"conda {dep!r} is not pinned exactly (name=version)")
             pins[normalise(re.split(r"[=<>\s]", dep)[0])] = match.group(3) if match else ""
             continue
         pins[normalise(match.group(1))] = match.group(3)

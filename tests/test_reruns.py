@@ -7,7 +7,6 @@ workdir is never modified. Runs that must really happen use copies of it.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -112,11 +111,17 @@ def test_prediction_setting_reruns_prediction_not_training(tiny_run):
     assert counts(jobs) == expected, counts(jobs)
 
 
-def test_a_newer_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, tmp_path):
+def test_a_changed_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, tmp_path):
+    import nibabel as nib
+    import numpy as np
+
     workdir = copy_workdir(tiny_run, tmp_path / "wf")
     case = sorted(p.stem for p in (workdir / "results/metrics/unet/cases").glob("*.tsv"))[0]
-    image = next((workdir / "resources/demo" / case).glob("*_t1.nii.gz"))
-    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**10))
+    path = next((workdir / "resources/demo" / case).glob("*_t1.nii.gz"))
+    image = nib.load(path)
+    data = np.asarray(image.dataobj).copy()
+    data.flat[data.size // 2] += 1  # a rescan: new content (and a newer file)
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), path)
     jobs = plan(workdir)
     expected = model_jobs(*cases(tiny_run)) + Counter(
         preprocess=1, qc=1, ceiling=1, preprocess_summary=1

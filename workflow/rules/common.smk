@@ -46,9 +46,7 @@ def reference_image(wildcards):
 
 def model_file(wildcards):
     name, _ = RUNS[wildcards.model]
-    return config["pretrained"].get(
-        name, f"results/models/{wildcards.model}/model.keras"
-    )
+    return config["pretrained"].get(name, f"results/models/{wildcards.model}/model.keras")
 
 
 def model_settings(wildcards):
@@ -67,9 +65,7 @@ def all_targets():
     for run, (name, _) in RUNS.items():
         if name not in config["pretrained"]:
             targets.append(f"results/models/{run}/model.keras")
-        targets += expand(
-            "results/predictions/{model}/{case}_seg.nii.gz", model=run, case=CASES
-        )
+        targets += expand("results/predictions/{model}/{case}_seg.nii.gz", model=run, case=CASES)
         targets += expand(
             "results/metrics/{model}/{name}",
             model=run,

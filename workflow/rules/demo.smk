@@ -11,10 +11,7 @@ if config["demo"]["enabled"]:
 
     rule demo_case:
         output:
-            **{
-                mod: f"{DEMO_DIR}/{{case}}/{{case}}_{mod}.nii.gz"
-                for mod in config["modalities"]
-            },
+            **{mod: f"{DEMO_DIR}/{{case}}/{{case}}_{mod}.nii.gz" for mod in config["modalities"]},
             seg=f"{DEMO_DIR}/{{case}}/{{case}}_seg.nii.gz",
         log:
             "logs/demo/{case}.log",

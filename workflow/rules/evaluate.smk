@@ -7,8 +7,6 @@ rule ceiling:
         "results/ceiling/{case}_seg.nii.gz",
     log:
         "logs/ceiling/{case}.log",
-    group:
-        "case"
     conda:
         "../../envs/imaging.yaml"
     threads: 1
@@ -30,8 +28,6 @@ rule evaluate:
         tsv="results/metrics/{model}/cases/{case}.tsv",
     log:
         "logs/evaluate/{model}/{case}.log",
-    group:
-        "evaluate"
     conda:
         "../../envs/imaging.yaml"
     threads: 1
@@ -81,11 +77,7 @@ rule aggregate:
     params:
         convention=config["label_convention"],
         overlay_cases=LABELLED,
-        image_channel=(
-            0
-            if not FOUR_D
-            else config["image_channels"].index(config["modalities"][0])
-        ),
+        image_channel=(0 if not FOUR_D else config["image_channels"].index(config["modalities"][0])),
     script:
         "../scripts/aggregate.py"
 

@@ -18,8 +18,6 @@ rule predict:
         "logs/predict/{model}/{case}.log",
     benchmark:
         "results/benchmarks/predict/{model}/{case}.tsv"
-    group:
-        "predict"
     conda:
         "../../envs/tensorflow.yaml"
     threads: 2

@@ -24,8 +24,6 @@ rule preprocess:
         "logs/preprocess/{case}.log",
     benchmark:
         "results/benchmarks/preprocess/{case}.tsv"
-    group:
-        "case"
     conda:
         "../../envs/imaging.yaml"
     threads: 2
@@ -81,8 +79,6 @@ rule qc:
         ),
     log:
         "logs/qc/{case}.log",
-    group:
-        "case"
     conda:
         "../../envs/imaging.yaml"
     threads: 1
