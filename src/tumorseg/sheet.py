@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -100,15 +101,17 @@ def complete_sheet(
         df["seg"] = ""
 
     def resolve(value: str) -> str:
-        p = Path(value).expanduser()
-        return str(p if p.is_absolute() else (sheet_dir / p).resolve())
+        p = os.path.expanduser(value)
+        return os.path.normpath(p if os.path.isabs(p) else os.path.join(base, p))
 
+    base = os.path.abspath(sheet_dir)
     for col in [*image_cols, "seg"]:
-        for idx, case in zip(df.index, df["case"], strict=True):
-            value = df.at[idx, col]
+        resolved = []
+        for case, value in zip(df["case"], df[col], strict=True):
             if value == "":
                 if col != "seg":
                     problems.append(f"case {case}: no file given for {col}")
+                resolved.append("")
                 continue
             if not value.lower().endswith(IMAGE_SUFFIXES):
                 problems.append(
@@ -116,9 +119,10 @@ def complete_sheet(
                     f"(expected one of {', '.join(IMAGE_SUFFIXES)})"
                 )
             full = resolve(value)
-            df.at[idx, col] = full
-            if check_files and not Path(full).is_file():
+            resolved.append(full)
+            if check_files and not os.path.isfile(full):
                 problems.append(f"case {case}: {full}: {col} file not found")
+        df[col] = resolved
     if problems:
         raise InputError("problems in the sample sheet:\n  " + "\n  ".join(problems), path=where)
     df["labelled"] = df["seg"] != ""
