@@ -187,7 +187,16 @@ def resample_labels(classes: np.ndarray, src: Grid, dst: Grid, n_classes: int = 
 
 
 def argmax_classes(probs: np.ndarray) -> np.ndarray:
-    return np.argmax(probs, axis=-1).astype(np.uint8)
+    """``np.argmax(probs, -1)`` as uint8 (the first maximum wins), computed channel by
+    channel: several times faster than NumPy's argmax over a short last axis."""
+    best = probs[..., 0].copy()
+    out = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, probs.shape[-1]):
+        channel = probs[..., c]
+        better = channel > best
+        out[better] = c
+        np.maximum(best, channel, out=best)
+    return out
 
 
 # ----------------------------------------------------------------------------- crop
@@ -271,12 +280,23 @@ def downsample_labels(classes: np.ndarray, factors_xyz, n_classes: int = N_CLASS
     if all(int(f) == 1 for f in factors_xyz):
         return classes.astype(np.uint8)
     block = int(np.prod([int(f) for f in factors_xyz]))
-    count_type = np.uint8 if block < 256 else np.int32
-    counts = np.stack(
-        [_block_sum(classes == c, factors_xyz, count_type) for c in range(n_classes)], -1
-    )
-    score = counts.astype(np.int32) * (n_classes + 1) + _LABEL_PRIORITY[:n_classes]
-    return np.argmax(score, axis=-1).astype(np.uint8)
+    if block <= 15 and n_classes <= 4:
+        # all classes counted in one pass: class c adds 1 << 4c to a uint16, whose 4-bit
+        # fields then hold the per-class counts of each block (at most 15)
+        code = (np.uint16(1) << (4 * np.arange(n_classes, dtype=np.uint16))).astype(np.uint16)
+        packed = _block_sum(code[classes], factors_xyz, np.uint16)
+        counts = [((packed >> (4 * c)) & 0xF).astype(np.uint8) for c in range(n_classes)]
+    else:
+        counts = [_block_sum(classes == c, factors_xyz, np.int32) for c in range(n_classes)]
+    # a unique score per class (count first, then priority) makes the vote a plain argmax
+    best = counts[0] * (n_classes + 1) + _LABEL_PRIORITY[0].astype(counts[0].dtype)
+    out = np.zeros(best.shape, dtype=np.uint8)
+    for c in range(1, n_classes):
+        score = counts[c] * (n_classes + 1) + _LABEL_PRIORITY[c].astype(counts[c].dtype)
+        better = score > best
+        out[better] = c
+        np.maximum(best, score, out=best)
+    return out
 
 
 def _upsample_axis(arr: np.ndarray, axis: int, factor: int, n_out: int) -> np.ndarray:
