@@ -77,7 +77,6 @@ rule aggregate:
     params:
         convention=config["label_convention"],
         overlay_cases=LABELLED,
-        image_channel=(0 if not FOUR_D else config["image_channels"].index(config["modalities"][0])),
     script:
         "../scripts/aggregate.py"
 
