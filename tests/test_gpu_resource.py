@@ -39,8 +39,10 @@ def test_two_models_train_one_after_the_other(tiny_run, tmp_path):
     (wd / "two.yaml").write_text(yaml.safe_dump({"models": {"first": tiny, "second": tiny}}))
     targets = ["results/models/first/model.keras", "results/models/second/model.keras"]
     proc = subprocess.run(
+        # targets before --configfile, which takes every value that follows it
         [
             snakemake_bin(),
+            *targets,
             "--cores",
             "4",
             "--resources",
@@ -48,7 +50,6 @@ def test_two_models_train_one_after_the_other(tiny_run, tmp_path):
             "--configfile",
             "tests/config/tiny.yaml",
             "two.yaml",
-            *targets,
         ],
         cwd=wd,
         capture_output=True,
