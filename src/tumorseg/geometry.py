@@ -51,6 +51,14 @@ class Grid:
         )
 
     @classmethod
+    def from_file(cls, path) -> Grid:
+        """The grid of an image file, from its header alone (no voxel is read)."""
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return cls.from_image(reader)
+
+    @classmethod
     def from_dict(cls, d: dict) -> Grid:
         return cls(
             size=tuple(int(v) for v in d["size"]),

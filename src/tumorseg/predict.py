@@ -22,12 +22,12 @@ log = logging.getLogger("tumorseg")
 
 def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
     """The native grid of the case's input file, checked against the geometry record."""
-    img = sitk.ReadImage(str(reference)) if Path(reference).is_file() else None
-    if img is None:
+    if not Path(reference).is_file():
         raise InputError("reference image not found", case, reference)
-    if img.GetDimension() == 4:
-        img = img[:, :, :, 0]
-    grid = geo.Grid.from_image(img)
+    try:
+        grid = geo.Grid.from_file(reference)
+    except RuntimeError:
+        raise InputError("cannot read the reference image's header", case, reference) from None
     recorded = geo.Grid.from_dict(record["native"])
     if not grid.same_as(recorded):
         raise InputError(

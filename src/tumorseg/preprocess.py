@@ -34,13 +34,14 @@ def modality_mask(arr: np.ndarray, threshold: float) -> np.ndarray:
     return arr > arr.dtype.type(cut)
 
 
-def brain_mask(arrays: list[np.ndarray], threshold: float, pool=None) -> np.ndarray:
+def brain_mask(arrays: list[np.ndarray], threshold: float, threads: int = 1) -> np.ndarray:
     """Brain = voxels inside :func:`modality_mask` of any modality (robust to a background
     that is not exactly 0, and to dark tissue in one modality)."""
-    masks = (pool.map if pool else map)(lambda a: modality_mask(a, threshold), arrays)
-    out = None
-    for m in masks:
-        out = m if out is None else np.logical_or(out, m, out=out)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        masks = list(pool.map(lambda a: modality_mask(a, threshold), arrays))
+    out = masks[0]
+    for m in masks[1:]:
+        np.logical_or(out, m, out=out)
     return out
 
 
@@ -99,8 +100,7 @@ def preprocess_case(
         if resample:
             classes = geo.resample_labels(classes, oriented, canonical)
 
-    pool = ThreadPoolExecutor(max_workers=max(1, threads))
-    mask = brain_mask(arrays, brain_threshold, pool)
+    mask = brain_mask(arrays, brain_threshold, threads)
     n_brain = int(mask.sum())
     if n_brain == 0:
         raise InputError(
@@ -153,7 +153,7 @@ def preprocess_case(
             return None
         return geo.downsample_labels(geo.crop(classes, start, crop_size), downsample)
 
-    with pool:
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         label_job = pool.submit(label_channel)
         results = list(pool.map(channel, zip(modalities, arrays, strict=True)))
         label = label_job.result()
