@@ -89,32 +89,43 @@ def write_case(folder: Path, case: str, grid: dict, et=True, seg=True) -> dict:
     return paths
 
 
+SETTINGS = {
+    "modalities": MODS,
+    "image_channels": MODS,
+    "labels": "brats2017",
+    "canonical_size": [240, 240, 155],
+    "canonical_spacing": [1.0, 1.0, 1.0],
+    "crop_size": [192, 192],
+    "crop_mode": "center",
+    "downsample": [2, 2, 2],
+    "brain_mask": "auto",
+    "brain_threshold": 0.01,
+    "stack": {"size": [256, 256], "downsample": [2, 2]},
+}
+
+
 def preprocess(
-    case: str, paths: dict, outdir, seg="from-paths", convention="brats2017", threads: int = 1
+    case: str,
+    paths: dict,
+    outdir,
+    seg="from-paths",
+    convention="brats2017",
+    threads: int = 1,
+    **settings,
 ) -> tuple[dict, dict]:
     """``preprocess_case`` with the default settings; returns (record, output paths)."""
     from tumorseg.preprocess import preprocess_case
 
     outdir = Path(outdir)
-    out = {k: str(outdir / k) for k in ("image.npy", "label.npy", "slices.tsv", "geometry.json")}
+    out = {k: str(outdir / f"{k}.{ext}") for k, ext in _OUTPUTS.items()}
+    inputs = {"images": {m: paths[m] for m in MODS} if "image" not in paths else None}
+    inputs["image"] = paths.get("image")
+    inputs["seg"] = paths.get("seg") if seg == "from-paths" else seg
+    inputs["mask"] = paths.get("mask")
     record = preprocess_case(
-        case,
-        {m: paths[m] for m in MODS},
-        None,
-        paths.get("seg") if seg == "from-paths" else seg,
-        MODS,
-        MODS,
-        convention,
-        [240, 240, 155],
-        [1.0, 1.0, 1.0],
-        [192, 192],
-        "center",
-        [2, 2, 2],
-        0.01,
-        out["image.npy"],
-        out["label.npy"],
-        out["slices.tsv"],
-        out["geometry.json"],
-        threads=threads,
+        case, inputs, {**SETTINGS, "labels": convention, **settings}, out, threads=threads
     )
-    return record, out
+    return record, {f"{k}.{ext}": out[k] for k, ext in _OUTPUTS.items()}
+
+
+_OUTPUTS = {"image": "npy", "label": "npy", "slices": "tsv", "geometry": "json"}

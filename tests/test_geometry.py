@@ -7,7 +7,7 @@ import SimpleITK as sitk
 from synth import BRATS_GRID, MODS, preprocess, write_case
 
 from tumorseg import geometry as geo
-from tumorseg.labels import to_internal
+from tumorseg.labels import LabelMap, to_internal
 from tumorseg.predict import write_segmentation
 
 c10, s10 = np.cos(np.radians(10)), np.sin(np.radians(10))
@@ -153,9 +153,18 @@ def test_upsample_inverts_downsample_of_a_linear_ramp():
 def test_label_downsampling_keeps_small_structures_in_ties():
     lab = np.zeros((2, 2, 2), np.uint8)
     lab[0] = 3  # 4 enhancing voxels against 4 background voxels
-    assert geo.downsample_labels(lab, (2, 2, 2))[0, 0, 0] == 3
+    brats = LabelMap.from_spec("brats2017").priority()
+    assert geo.downsample_labels(lab, (2, 2, 2), 4, brats)[0, 0, 0] == 3
     lab[0, 0, 0] = 2  # 3 ET, 1 ED, 4 bg: background wins the majority
-    assert geo.downsample_labels(lab, (2, 2, 2))[0, 0, 0] == 0
+    assert geo.downsample_labels(lab, (2, 2, 2), 4, brats)[0, 0, 0] == 0
+    lab[:] = 2
+    lab[0] = 1  # 4 necrotic against 4 edema: the core wins (BraTS priority)
+    assert geo.downsample_labels(lab, (2, 2, 2), 4, brats)[0, 0, 0] == 1
+    # any other map: the later class wins a tie, background always loses one
+    assert geo.downsample_labels(lab, (2, 2, 2), 4)[0, 0, 0] == 2
+    many = np.zeros((2, 2, 2), np.uint8)
+    many[0] = 30  # 30 classes: counted class by class
+    assert geo.downsample_labels(many, (2, 2, 2), 31)[0, 0, 0] == 30
 
 
 def test_brain_crop_mode_stays_inside_the_grid():

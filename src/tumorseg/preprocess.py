@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,12 @@ import pandas as pd
 import SimpleITK as sitk
 
 from . import geometry as geo
+from . import slices
 from .atomic import atomic_path
 from .errors import InputError
+from .geometry import load_geometry
 from .imageio import check_same_grid, read_case_images, read_image
-from .labels import N_CLASSES, UNLABELLED, to_internal
+from .labels import UNLABELLED, LabelMap, as_label_map
 
 log = logging.getLogger("tumorseg")
 
@@ -45,62 +48,104 @@ def brain_mask(arrays: list[np.ndarray], threshold: float, threads: int = 1) -> 
     return out
 
 
-def preprocess_case(
-    case: str,
-    paths: dict[str, str] | None,
-    image4d: str | None,
-    seg: str | None,
-    modalities: list[str],
-    image_channels: list[str],
-    convention: str,
-    canonical_size,
-    canonical_spacing,
-    crop_size,
-    crop_mode: str,
-    downsample,
-    brain_threshold: float,
-    out_image: str,
-    out_label: str,
-    out_slices: str,
-    out_geometry: str,
-    threads: int = 1,
-) -> dict:
-    """Preprocess one case and write its arrays, slice index and geometry record.
+@dataclass
+class CaseImages:
+    """A case's images as read, before any resampling."""
 
-    Returns the geometry record.
-    """
-    images = read_case_images(case, paths, image4d, modalities, image_channels, threads)
-    image_file = image4d or paths[modalities[0]]
+    images: list[sitk.Image]
+    image_file: str
+    seg_file: str | None
+    seg: sitk.Image | None
+    mask: sitk.Image | None
+    stack: bool
+
+
+def read_inputs(case: str, inputs: dict, settings: dict, threads: int = 1) -> CaseImages:
+    """Read the modalities (separate files, one 4D file or a slice-stack folder), the label
+    and the brain mask, all checked to lie on one grid."""
+    mods, channels = settings["modalities"], settings["image_channels"]
+    image, seg, mask = inputs.get("image"), inputs.get("seg") or None, inputs.get("mask") or None
+    stack = bool(image) and slices.is_stack(image)
+    if stack:
+        images = slices.read_stack_images(image, case, mods, channels)
+        seg_img = slices.read_stack_masks(seg, case) if seg else None
+        image_file = image
+    else:
+        images = read_case_images(case, inputs.get("images"), image, mods, channels, threads)
+        image_file = image or inputs["images"][mods[0]]
+        seg_img = read_image(seg, case, "seg") if seg else None
     native = geo.Grid.from_image(images[0])
-    seg_img = None
-    if seg:
-        seg_img = read_image(seg, case, "seg")
-        check_same_grid(case, modalities[0], image_file, native, "seg", seg, seg_img)
+    mask_img = read_image(mask, case, "mask") if mask else None
+    for role, path, img in (("seg", seg, seg_img), ("mask", mask, mask_img)):
+        if img is not None:
+            check_same_grid(case, mods[0], image_file, native, role, path, img)
+    return CaseImages(images, image_file, seg, seg_img, mask_img, stack)
 
-    oriented_imgs = [geo.reorient(img) for img in images]
+
+def _to_canonical(case: str, read: CaseImages, settings: dict, labels: LabelMap):
+    """Reorient (exact) and, where needed, resample onto the canonical grid: arrays, label
+    classes, a given brain mask, and the grids."""
+    oriented_imgs = [geo.reorient(img) for img in read.images]
     oriented = geo.Grid.from_image(oriented_imgs[0])
-    canonical, resample = geo.canonical_grid(oriented, canonical_size, canonical_spacing)
-    if resample:
-        log.info(
-            "case %s: native grid %s resampled onto canonical %s",
-            case,
-            native.describe(),
-            canonical.describe(),
+    if read.stack:
+        canonical, resample = geo.stack_canonical_grid(oriented, settings["stack"]["size"])
+    else:
+        canonical, resample = geo.canonical_grid(
+            oriented, settings["canonical_size"], settings["canonical_spacing"]
         )
+    if resample:
+        log.info("case %s: %s resampled onto %s", case, oriented.describe(), canonical.describe())
         arrays = [
             sitk.GetArrayFromImage(geo.resample_image(img, canonical)) for img in oriented_imgs
         ]
     else:
         arrays = [sitk.GetArrayViewFromImage(img) for img in oriented_imgs]
-
-    classes = None
-    if seg_img is not None:
-        seg_oriented = geo.reorient(seg_img)  # keep it alive while its array view is used
-        classes = to_internal(sitk.GetArrayViewFromImage(seg_oriented), convention, case, seg)
+    keep = [oriented_imgs]  # images whose array views are in use stay alive with them
+    classes = given_mask = None
+    if read.seg is not None:
+        seg_oriented = geo.reorient(read.seg)
+        keep.append(seg_oriented)
+        classes = labels.to_internal(sitk.GetArrayViewFromImage(seg_oriented), case, read.seg_file)
         if resample:
-            classes = geo.resample_labels(classes, oriented, canonical)
+            classes = geo.resample_labels(classes, oriented, canonical, labels.n_classes)
+    if read.mask is not None:
+        mask_oriented = sitk.GetArrayViewFromImage(geo.reorient(read.mask)) != 0
+        given_mask = mask_oriented
+        if resample:
+            given_mask = geo.resample_labels(mask_oriented, oriented, canonical, 2) == 1
+    return arrays, classes, given_mask, oriented, canonical, resample, keep
 
-    mask = brain_mask(arrays, brain_threshold, threads)
+
+def choose_mask_mode(arrays: list[np.ndarray], mode: str) -> str:
+    """``auto`` -> ``nonzero`` for already-normalised data (negative values inside, and an
+    exactly-zero background: every voxel on the volume's faces is 0 in every modality),
+    else ``threshold``. Raw MRI (non-negative) always takes the threshold, as before."""
+    if mode != "auto":
+        return mode
+    negative = any(np.issubdtype(a.dtype, np.signedinteger) or a.dtype.kind == "f" for a in arrays)
+    negative = negative and any(float(a.min()) < 0 for a in arrays)
+    if negative and all(_faces_are_zero(a) for a in arrays):
+        return "nonzero"
+    return "threshold"
+
+
+def _faces_are_zero(arr: np.ndarray) -> bool:
+    faces = (arr[0], arr[-1], arr[:, 0], arr[:, -1], arr[:, :, 0], arr[:, :, -1])
+    return all(not np.any(f) for f in faces)
+
+
+def case_brain_mask(case, arrays, given, settings: dict, image_file: str, threads=1):
+    """The brain mask: the given mask file, voxels non-zero in any modality, or the
+    percentile threshold of :func:`brain_mask`; an (almost) empty brain is an error."""
+    mode = "file" if given is not None else choose_mask_mode(arrays, settings["brain_mask"])
+    if mode == "file":
+        mask = np.ascontiguousarray(given, dtype=bool)
+    elif mode == "nonzero":
+        mask = np.zeros(arrays[0].shape, dtype=bool)
+        for arr in arrays:
+            mask |= arr != 0
+    else:
+        mask = brain_mask(arrays, settings["brain_threshold"], threads)
     n_brain = int(mask.sum())
     if n_brain == 0:
         raise InputError(
@@ -108,7 +153,10 @@ def preprocess_case(
         )
     if n_brain < 1000:
         raise InputError(f"the brain has only {n_brain} voxels", case, image_file)
+    return mask, mode
 
+
+def _crop_box(case, mask, classes, crop_size, crop_mode):
     start = geo.crop_box(mask.shape, crop_size, crop_mode, mask)
     lost_brain = geo.outside_crop(mask, start, crop_size)
     lost_tumour = 0 if classes is None else geo.outside_crop(classes > 0, start, crop_size)
@@ -117,99 +165,139 @@ def preprocess_case(
             "case %s: %d brain voxels (%.2f%%) lie outside the %sx%s crop",
             case,
             lost_brain,
-            100.0 * lost_brain / n_brain,
+            100.0 * lost_brain / int(mask.sum()),
             *crop_size,
         )
     if lost_tumour:
         log.warning("case %s: %d tumour voxels lie outside the crop", case, lost_tumour)
+    return start, lost_brain, lost_tumour
 
+
+def _normalised_channel(case, mod, arr, mask_c, brain_frac, start, crop_size, factors, where):
+    """z = (x - mean) / std inside the brain, 0 outside; block-averaged. Averaging is
+    linear, so it is computed as (mean(x * m) - mean * mean(m)) / std on the blocks, which
+    avoids a full-resolution float copy of every modality."""
+    arr_c = geo.crop(arr, start, crop_size)
+    # brain statistics from a fixed lattice of every 2nd voxel per axis: deterministic,
+    # and with >100k brain voxels as exact as the full count for a mean and an SD
+    values = arr_c[::2, ::2, ::2][mask_c[::2, ::2, ::2]]
+    if values.size < 1000:
+        values = arr_c[mask_c]
+    values = values.astype(np.float64)
+    mean = float(values.mean())
+    std = float(values.std())
+    if not std > 0:
+        raise InputError(f"{mod} is constant inside the brain", case, where)
+    masked = arr_c * mask_c  # keeps the integer type: no float copy
+    block = geo.downsample_mean(masked, factors)
+    block -= np.float32(mean) * brain_frac
+    block *= np.float32(1.0 / std)
+    return block, {"mean": mean, "std": std}
+
+
+def _slice_table(case, brain_ds, label, labelled: bool, n_classes: int) -> pd.DataFrame:
+    n = brain_ds.shape[0]
+    slices = pd.DataFrame(
+        {"case": case, "slice": np.arange(n), "brain_voxels": brain_ds.sum(axis=(1, 2))}
+    )
+    for c in range(n_classes):
+        counts = (label == c).sum(axis=(1, 2)) if labelled else [pd.NA] * n
+        slices[f"voxels_{c}"] = pd.array(counts, dtype="Int64")
+    return slices
+
+
+def _factors(read: CaseImages, settings: dict) -> list[int]:
+    if read.stack:
+        return [int(v) for v in settings["stack"]["downsample"]] + [1]
+    return [int(v) for v in settings["downsample"]]
+
+
+def preprocess_case(
+    case: str, inputs: dict, settings: dict, outputs: dict, threads: int = 1
+) -> dict:
+    """Preprocess one case and write its arrays, slice index and geometry record.
+
+    ``inputs``: ``images`` ({modality: file}) or ``image`` (a 4D file or a slice-stack
+    folder), optional ``seg`` and ``mask``. ``settings``: the rule's preprocessing params
+    (see ``workflow/rules/preprocess.smk``). ``outputs``: paths ``image``, ``label``,
+    ``slices``, ``geometry``. Returns the geometry record.
+    """
+    labels = as_label_map(settings["labels"])
+    read = read_inputs(case, inputs, settings, threads)
+    native = geo.Grid.from_image(read.images[0])
+    arrays, classes, given, oriented, canonical, resample, _keep = _to_canonical(
+        case, read, settings, labels
+    )
+    mask, mask_mode = case_brain_mask(case, arrays, given, settings, read.image_file, threads)
+    crop_size = [
+        int(v) for v in (settings["stack"]["size"] if read.stack else settings["crop_size"])
+    ]
+    crop_mode = "center" if read.stack else settings["crop_mode"]
+    start, lost_brain, lost_tumour = _crop_box(case, mask, classes, crop_size, crop_mode)
+    factors = _factors(read, settings)
     mask_c = np.ascontiguousarray(geo.crop(mask, start, crop_size))
-    brain_frac = geo.downsample_mean(mask_c, downsample)
+    brain_frac = geo.downsample_mean(mask_c, factors)
 
     def channel(mod_arr):
-        # z = (x - mean) / std inside the brain, 0 outside; block-averaged. Averaging is
-        # linear, so it is computed as (mean(x * m) - mean * mean(m)) / std on the blocks,
-        # which avoids a full-resolution float copy of every modality.
         mod, arr = mod_arr
-        arr_c = geo.crop(arr, start, crop_size)
-        # brain statistics from a fixed lattice of every 2nd voxel per axis: deterministic,
-        # and with >100k brain voxels as exact as the full count for a mean and an SD
-        values = arr_c[::2, ::2, ::2][mask_c[::2, ::2, ::2]]
-        if values.size < 1000:
-            values = arr_c[mask_c]
-        values = values.astype(np.float64)
-        mean = float(values.mean())
-        std = float(values.std())
-        if not std > 0:
-            raise InputError(f"{mod} is constant inside the brain", case, image_file)
-        masked = arr_c * mask_c  # keeps the integer type: no float copy
-        block = geo.downsample_mean(masked, downsample)
-        block -= np.float32(mean) * brain_frac
-        block *= np.float32(1.0 / std)
-        return block, {"mean": mean, "std": std}
+        return _normalised_channel(
+            case, mod, arr, mask_c, brain_frac, start, crop_size, factors, read.image_file
+        )
 
     def label_channel():
         if classes is None:
             return None
-        return geo.downsample_labels(geo.crop(classes, start, crop_size), downsample)
+        cropped = geo.crop(classes, start, crop_size)
+        return geo.downsample_labels(cropped, factors, labels.n_classes, labels.priority())
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         label_job = pool.submit(label_channel)
-        results = list(pool.map(channel, zip(modalities, arrays, strict=True)))
+        results = list(pool.map(channel, zip(settings["modalities"], arrays, strict=True)))
         label = label_job.result()
     image = np.stack([r[0] for r in results], axis=-1).astype(np.float16)
-    stats = {mod: r[1] for mod, r in zip(modalities, results, strict=True)}
     ds_shape = image.shape[:3]
-    brain_ds = brain_frac > 0
-
-    if label is not None:
-        counts = np.stack([(label == c).sum(axis=(1, 2)) for c in range(N_CLASSES)], -1)
-    else:
+    if label is None:
         label = np.full(ds_shape, UNLABELLED, dtype=np.uint8)
-        counts = None
-
-    slices = pd.DataFrame(
-        {"case": case, "slice": np.arange(ds_shape[0]), "brain_voxels": brain_ds.sum(axis=(1, 2))}
-    )
-    for c in range(N_CLASSES):
-        slices[f"voxels_{c}"] = pd.array(
-            counts[:, c] if counts is not None else [pd.NA] * ds_shape[0], dtype="Int64"
-        )
-
+    slices_df = _slice_table(case, brain_frac > 0, label, classes is not None, labels.n_classes)
     record = {
         "case": case,
-        "modalities": list(modalities),
-        "label_convention": convention,
+        "modalities": list(settings["modalities"]),
+        "label_convention": labels.convention,
+        "label_names": list(labels.names),
         "has_label": classes is not None,
+        "stack": read.stack,
         "native": native.to_dict(),
         "native_orientation": native.orientation,
         "oriented": oriented.to_dict(),
         "resampled": bool(resample),
         "canonical": canonical.to_dict(),
-        "crop": {"start": [int(v) for v in start], "size": [int(v) for v in crop_size]},
-        "downsample": [int(v) for v in downsample],
+        "crop": {"start": [int(v) for v in start], "size": crop_size},
+        "downsample": factors,
         "downsampled_shape_zyx": [int(v) for v in ds_shape],
-        "brain_voxels": n_brain,
+        "brain_mask": mask_mode,
+        "brain_voxels": int(mask.sum()),
         "lost_brain_voxels": lost_brain,
         "lost_tumour_voxels": lost_tumour,
-        "normalisation": stats,
+        "normalisation": {
+            mod: r[1] for mod, r in zip(settings["modalities"], results, strict=True)
+        },
     }
-    _save_npy(out_image, image)
-    _save_npy(out_label, label)
-    with atomic_path(out_slices) as tmp:
-        slices.to_csv(tmp, sep="\t", index=False)
-    with atomic_path(out_geometry) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    _write_outputs(outputs, image, label, slices_df, record)
     return record
+
+
+def _write_outputs(outputs: dict, image, label, slices_df: pd.DataFrame, record: dict) -> None:
+    _save_npy(outputs["image"], image)
+    _save_npy(outputs["label"], label)
+    with atomic_path(outputs["slices"]) as tmp:
+        slices_df.to_csv(tmp, sep="\t", index=False)
+    with atomic_path(outputs["geometry"]) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.save(fh, arr, allow_pickle=False)
-
-
-def load_geometry(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def summarise(geometry_jsons: list[str], slices_tsvs: list[str], out_path: str) -> pd.DataFrame:
@@ -235,8 +323,8 @@ def summarise(geometry_jsons: list[str], slices_tsvs: list[str], out_path: str) 
             "lost_brain_voxels": rec["lost_brain_voxels"],
             "lost_tumour_voxels": rec["lost_tumour_voxels"],
         }
-        for c in range(1, N_CLASSES):
-            row[f"voxels_{c}"] = slices[f"voxels_{c}"].sum() if rec["has_label"] else pd.NA
+        for col in [c for c in slices.columns if c.startswith("voxels_")][1:]:
+            row[col] = slices[col].sum() if rec["has_label"] else pd.NA
         rows.append(row)
     df = pd.DataFrame(rows).sort_values("case")
     lost = df[(df["lost_brain_voxels"] > 0) | (df["lost_tumour_voxels"] > 0)]
