@@ -199,14 +199,16 @@ def _unknown(folder: Path, found: list[Path]) -> InputError:
 # --------------------------------------------------------------------------- BraTS
 
 
-def _brats_hits(case_dir: Path, mod: str) -> list[tuple[Path, str]]:
-    """Files of ``mod`` in ``case_dir`` with their style (brats2021 or brats2023)."""
+def _brats_hits(case_dir: Path, mod: str) -> list[tuple[Path, str | None]]:
+    """Files of ``mod`` in ``case_dir`` with their style (brats2021, brats2023 or None)."""
     case = case_dir.name
     names = [mod] + ([BRATS2023_NAMES[mod]] if mod in BRATS2023_NAMES else [])
     hits = []
     for name in names:
         for sep in ("_", "-"):
             style = "brats2023" if sep == "-" or name != mod else "brats2021"
+            if mod == "seg" and sep == "_":
+                style = None  # <case>_seg is in both namings
             for ext in IMAGE_SUFFIXES:
                 path = case_dir / f"{case}{sep}{name}{ext}"
                 if path.is_file():
@@ -225,7 +227,7 @@ def _brats_case(case_dir: Path, modalities: tuple[str, ...]) -> tuple[dict, str]
                 case,
                 case_dir,
             )
-    styles = {style for found in hits.values() for _, style in found}
+    styles = {style for found in hits.values() for _, style in found} - {None}
     if len(styles) > 1:
         raise InputError(
             "mixes BraTS 2017-2021 names (<case>_flair) and BraTS 2023+ names "

@@ -111,13 +111,13 @@ def _has_suffix(value: str) -> bool:
     return value.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _stack_rows(df: pd.DataFrame, full: list[str], check_files: bool) -> tuple[list, list]:
+def _stack_rows(df: pd.DataFrame, full: list[str]) -> tuple[list, list]:
     """Which rows' ``image`` is a slice-stack folder; a problem when files and folders mix.
 
-    A value is a folder when it is one on disk, or (without ``check_files``) when it has no
-    image suffix."""
+    A value is a folder when it is one on disk, or when it has no image suffix and is no
+    file (a folder not found, or not made yet)."""
     stacks = [
-        bool(v) and (os.path.isdir(f) or (not check_files and not _has_suffix(v)))
+        bool(v) and (os.path.isdir(f) or not (_has_suffix(v) or os.path.isfile(f)))
         for v, f in zip(df["image"], full, strict=True)
     ]
     given = [bool(v) for v in df["image"]]
@@ -172,7 +172,7 @@ def _resolve_paths(df, image_cols, base, check_files) -> list[str]:
     problems: list[str] = []
     stacks = [False] * len(df)
     if image_cols == ["image"]:
-        stacks, problems = _stack_rows(df, full["image"], check_files)
+        stacks, problems = _stack_rows(df, full["image"])
     for col, paths in full.items():
         for case, value, path, stack in zip(df["case"], df[col], paths, stacks, strict=True):
             if value == "":
