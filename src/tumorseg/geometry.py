@@ -49,10 +49,15 @@ class Grid:
 
     @classmethod
     def from_file(cls, path) -> Grid:
-        """The grid of an image file, from its header alone (no voxel is read)."""
+        """The grid of an image file, from its header alone (no voxel is read); an
+        HDF5-based file (MINC) under the process-wide HDF5 lock."""
+        from .hdf5 import hdf5_lock, image_io  # stdlib only; imageio imports this module
+
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
-        reader.ReadImageInformation()
+        reader.SetImageIO(image_io(path))
+        with hdf5_lock(path):
+            reader.ReadImageInformation()
         return cls.from_image(reader)
 
     @classmethod

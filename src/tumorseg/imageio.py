@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,19 +15,27 @@ import SimpleITK as sitk
 from .atomic import atomic_path
 from .errors import InputError
 from .geometry import Grid
+from .hdf5 import LOCK as LOCK  # re-exported: the lock of every HDF5 (MINC) read
+from .hdf5 import hdf5_lock, image_io
+
+log = logging.getLogger(__name__)
 
 
 def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> sitk.Image:
     """Read one image with SimpleITK (NIfTI, MINC, MHA, NRRD, ...), checking it.
 
     Raises :class:`InputError` for a missing or unreadable file (corrupt gzip included),
-    the wrong dimensionality, or NaN / infinite voxels.
+    the wrong dimensionality, or NaN / infinite voxels. Logs the case and the file first,
+    so that after a native crash the log's last line names them. HDF5-based formats
+    (MINC) are read under :data:`LOCK`, others with their reader named (in parallel).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{role} file not found", case, path)
+    log.info("case %s: reading %s %s", case, role, path)
     try:
-        img = sitk.ReadImage(str(path))
+        with hdf5_lock(path):
+            img = sitk.ReadImage(str(path), imageIO=image_io(path))
     except RuntimeError as err:
         raise InputError(
             f"cannot read the {role} image ({_reason(path, err)})", case, path

@@ -4,7 +4,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
-from tumorseg.logs import run_step
+from tumorseg.logs import redirect, run_step
+
+redirect(snakemake.log[0])  # first: the log holds everything, import errors too
 from tumorseg.preprocess import summarise
 
 run_step(

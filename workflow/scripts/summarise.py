@@ -2,8 +2,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
+from tumorseg.logs import redirect, run_step
+
+redirect(snakemake.log[0])  # first: the log holds everything, import errors too
 from tumorseg.aggregate import summary
-from tumorseg.logs import run_step
 
 # every input is a per_case.tsv, aligned with params.models (the run names)
 run_step(
