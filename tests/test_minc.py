@@ -1,0 +1,212 @@
+"""MINC is HDF5, and ITK's HDF5 is not thread-safe: every SimpleITK call that may reach
+HDF5 goes through one process-wide lock; other formats are read in parallel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from tumorseg import hdf5, imageio
+from tumorseg.geometry import Grid
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+MODS = ["t1", "t1ce", "t2", "flair"]
+SHAPE_ZYX = (40, 96, 96)
+
+
+def _write(path: Path, arr: np.ndarray) -> str:
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((2.0, 2.0, 3.0))
+    img.SetOrigin((-96.0, -96.0, -60.0))
+    sitk.WriteImage(img, str(path))
+    return str(path)
+
+
+def _case(folder: Path, suffix_of) -> dict[str, str]:
+    """Four int16 modalities and a uint8 label; ``suffix_of(role)`` picks each format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = {
+        m: _write(folder / f"c01_{m}{suffix_of(m)}", rng.integers(0, 900, SHAPE_ZYX, np.int16))
+        for m in MODS
+    }
+    paths["seg"] = _write(
+        folder / f"c01_seg{suffix_of('seg')}", rng.integers(0, 4, SHAPE_ZYX, np.uint8)
+    )
+    return paths
+
+
+@pytest.fixture(scope="module")
+def minc_case(tmp_path_factory):
+    return _case(tmp_path_factory.mktemp("minc"), lambda role: ".mnc")
+
+
+@pytest.fixture(scope="module")
+def nifti_case(tmp_path_factory):
+    return _case(tmp_path_factory.mktemp("nifti"), lambda role: ".nii.gz")
+
+
+@pytest.fixture(scope="module")
+def mixed_case(tmp_path_factory):
+    """MINC and NIfTI in one case: ITK guessing a NIfTI's reader would probe HDF5."""
+    return _case(
+        tmp_path_factory.mktemp("mixed"), lambda r: ".mnc" if r in ("t1", "t2") else ".nii.gz"
+    )
+
+
+STRESS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import faulthandler
+faulthandler.enable()
+from tumorseg.imageio import read_case_images
+import json
+cases = json.loads(sys.argv[2])
+mods = ["t1", "t1ce", "t2", "flair"]
+for _ in range(int(sys.argv[3])):
+    for paths in cases:
+        imgs = read_case_images("c01", paths, None, mods, mods, threads=2)
+        assert [im.GetSize() for im in imgs] == [(96, 96, 40)] * 4
+print("ok")
+"""
+
+
+def test_minc_cases_read_on_two_threads_do_not_crash(minc_case, mixed_case):
+    # without the lock this crashes (SIGSEGV, "Can not get real value hyperslab", "HDF5:
+    # infinite loop closing library") within a few rounds; in a subprocess, so a crash
+    # fails this test instead of killing pytest
+    import json
+
+    cases = json.dumps([minc_case, mixed_case])
+    proc = subprocess.run(
+        [sys.executable, "-c", STRESS, str(SRC), cases, "40"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+
+
+class CallRecorder:
+    """Wraps a SimpleITK entry point: records each call's interval and whether the HDF5
+    lock was held; ``barrier`` makes two pinned-reader calls wait for each other."""
+
+    def __init__(self, func, barrier: threading.Barrier | None = None):
+        self.func, self.barrier = func, barrier
+        self.calls: list[tuple[str, float, float, bool]] = []
+        self._mutex = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        path = str(args[0]) if args and isinstance(args[0], str | Path) else ""
+        held = _held_by_someone()
+        start = time.monotonic()
+        if self.barrier is not None and not hdf5.needs_lock(path):
+            self.barrier.wait(timeout=10)  # BrokenBarrierError unless two reads overlap
+        time.sleep(0.02)
+        out = self.func(*args, **kwargs)
+        with self._mutex:
+            self.calls.append((path, start, time.monotonic(), held))
+        return out
+
+    def overlapping(self, pred) -> list[tuple[str, str]]:
+        chosen = [c for c in self.calls if pred(c[0])]
+        return [
+            (a[0], b[0])
+            for i, a in enumerate(chosen)
+            for b in chosen[i + 1 :]
+            if a[1] < b[2] and b[1] < a[2]
+        ]
+
+
+def _held_by_someone() -> bool:
+    """Whether some thread holds :data:`hdf5.LOCK` (asked from a fresh thread)."""
+    got: list[bool] = []
+
+    def probe():
+        ok = hdf5.LOCK.acquire(blocking=False)
+        got.append(ok)
+        if ok:
+            hdf5.LOCK.release()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return not got[0]
+
+
+def test_minc_reads_never_overlap_and_hold_the_lock(monkeypatch, minc_case, mixed_case):
+    rec = CallRecorder(sitk.ReadImage)
+    monkeypatch.setattr(sitk, "ReadImage", rec)
+    for paths in (minc_case, mixed_case):
+        imageio.read_case_images("c01", paths, None, MODS, MODS, threads=4)
+    minc = [c for c in rec.calls if c[0].endswith(".mnc")]
+    assert len(minc) == 4 + 2
+    assert all(held for *_, held in minc)
+    assert rec.overlapping(hdf5.needs_lock) == []
+
+
+def test_nifti_reads_stay_parallel(monkeypatch, nifti_case):
+    rec = CallRecorder(sitk.ReadImage, barrier=threading.Barrier(2))
+    monkeypatch.setattr(sitk, "ReadImage", rec)
+    imageio.read_case_images("c01", nifti_case, None, MODS, MODS, threads=2)
+    assert len(rec.calls) == 4
+    assert not any(held for *_, held in rec.calls)
+    assert rec.overlapping(lambda p: True), "the NIfTI reads did not run in parallel"
+
+
+def test_header_read_of_minc_holds_the_lock(monkeypatch, minc_case, nifti_case):
+    held = []
+    original = sitk.ImageFileReader.ReadImageInformation
+
+    def spy(self):
+        held.append(_held_by_someone())
+        return original(self)
+
+    monkeypatch.setattr(sitk.ImageFileReader, "ReadImageInformation", spy)
+    grid = Grid.from_file(minc_case["t1"])
+    assert grid.size == (96, 96, 40) and grid.spacing == (2.0, 2.0, 3.0)
+    Grid.from_file(nifti_case["t1"])
+    assert held == [True, False]
+
+
+def test_minc_voxels_and_reading_line(minc_case, caplog):
+    caplog.set_level("INFO", logger="tumorseg")
+    img = imageio.read_image(minc_case["seg"], "c01", "seg")
+    rng = np.random.default_rng(0)
+    for _ in MODS:
+        rng.integers(0, 900, SHAPE_ZYX, np.int16)
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(img), rng.integers(0, 4, SHAPE_ZYX, np.uint8)
+    )
+    assert f"case c01: reading seg {minc_case['seg']}" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("name", "reader", "locked_read", "locked_write"),
+    [
+        ("a.mnc", "", True, True),
+        ("a.MNC2", "", True, True),
+        ("a.h5", "", True, True),
+        ("a.hdf5", "", True, True),
+        ("a.hdf", "", True, True),
+        ("a.nii.gz", "NiftiImageIO", False, False),
+        ("a.nii", "NiftiImageIO", False, False),
+        ("a.mha", "MetaImageIO", False, False),
+        ("a.nrrd", "NrrdImageIO", False, False),
+        ("a.dcm", "", True, False),  # ITK must guess the reader: it probes HDF5
+    ],
+)
+def test_which_paths_take_the_lock(name, reader, locked_read, locked_write):
+    assert hdf5.image_io(Path("/d") / name) == reader
+    with hdf5.hdf5_lock(name):
+        assert _held_by_someone() is locked_read
+    with hdf5.hdf5_lock(name, write=True):
+        assert _held_by_someone() is locked_write
+    assert imageio.hdf5_lock is hdf5.hdf5_lock and imageio.LOCK is hdf5.LOCK
