@@ -199,8 +199,9 @@ def _unknown(folder: Path, found: list[Path]) -> InputError:
 # --------------------------------------------------------------------------- BraTS
 
 
-def _brats_hits(case_dir: Path, mod: str) -> list[tuple[Path, str | None]]:
-    """Files of ``mod`` in ``case_dir`` with their style (brats2021, brats2023 or None)."""
+def _brats_hits(case_dir: Path, mod: str, files: set[str]) -> list[tuple[Path, str | None]]:
+    """Files of ``mod`` among ``files`` (the names in ``case_dir``) with their style
+    (brats2021, brats2023 or None)."""
     case = case_dir.name
     names = [mod] + ([BRATS2023_NAMES[mod]] if mod in BRATS2023_NAMES else [])
     hits = []
@@ -210,16 +211,16 @@ def _brats_hits(case_dir: Path, mod: str) -> list[tuple[Path, str | None]]:
             if mod == "seg" and sep == "_":
                 style = None  # <case>_seg is in both namings
             for ext in IMAGE_SUFFIXES:
-                path = case_dir / f"{case}{sep}{name}{ext}"
-                if path.is_file():
-                    hits.append((path, style))
+                if f"{case}{sep}{name}{ext}" in files:
+                    hits.append((case_dir / f"{case}{sep}{name}{ext}", style))
     return hits
 
 
 def _brats_case(case_dir: Path, modalities: tuple[str, ...]) -> tuple[dict, str]:
     """One BraTS case folder: its row (absolute paths) and its style."""
     case = case_dir.name
-    hits = {m: _brats_hits(case_dir, m) for m in [*modalities, "seg"]}
+    files = {p.name for p in entries(case_dir) if p.is_file()}
+    hits = {m: _brats_hits(case_dir, m, files) for m in [*modalities, "seg"]}
     for mod, found in hits.items():
         if len(found) > 1:
             raise InputError(
