@@ -33,7 +33,7 @@ def test_synthetic_cases_follow_the_contract(cases):
     assert image.dtype == np.float16 and image.shape == (10, 16, 16, 2)
     assert label.dtype == np.uint8 and label.shape == (10, 16, 16)
     assert set(np.unique(label)) == {0, 1, 2, 3}
-    assert list(table.columns) == ["case", "slice", "brain_voxels"] + data.VOXEL_COLUMNS
+    assert list(table.columns) == ["case", "slice", "brain_voxels"] + data.voxel_columns(4)
     np.testing.assert_array_equal(table["voxels_3"], (label == 3).sum(axis=(1, 2)))
 
 
@@ -75,7 +75,7 @@ def test_read_slices_keeps_brain_slices_and_rejects_unlabelled(cases, tmp_path):
     unlabelled = tmp_path / "u"
     unlabelled.mkdir()
     pd.DataFrame(
-        {"case": "u", "slice": [0], "brain_voxels": [5], **dict.fromkeys(data.VOXEL_COLUMNS, "")}
+        {"case": "u", "slice": [0], "brain_voxels": [5], **dict.fromkeys(data.voxel_columns(4), "")}
     ).to_csv(unlabelled / "slices.tsv", sep="\t", index=False)
     with pytest.raises(InputError, match="case u: .*no label"):
         data.read_slices(tmp_path, ["u"])

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import InputError
-from .labels import REGIONS, to_internal
+from .labels import as_label_map, class_colours
 from .metrics import CASE_COLUMNS, METRICS
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ SUMMARY_COLUMNS = (
     "q3",
 )
 SPLIT_ORDER = ("train", "val", "test", "predict")
-REGION_ORDER = tuple(REGIONS)
+#: preferred region order (the BraTS one); other maps keep their own order
+REGION_ORDER = tuple(as_label_map("brats2017").regions)
+#: most regions drawn in per-scanner panels of the box plots
+MAX_REGION_PANELS = 6
 ALL = "all"
 
 _SPLIT_COLOURS = {
@@ -85,16 +88,24 @@ def _read_splits(splits_tsv: str) -> pd.DataFrame:
     return splits
 
 
-def _region_key(series: pd.Series) -> pd.Series:
-    order = {r: i for i, r in enumerate(REGION_ORDER)}
-    return series.map(lambda r: order.get(r, len(order)))
+def _region_key(series: pd.Series, order=REGION_ORDER) -> pd.Series:
+    rank = {r: i for i, r in enumerate(order)}
+    return series.map(lambda r: rank.get(r, len(rank)))
 
 
-def per_case(case_tsvs: list[str], splits_tsv: str, out_path: str) -> pd.DataFrame:
+def _regions(table: pd.DataFrame) -> list[str]:
+    """Regions in the order the table lists them (per_case.tsv: the label map's order)."""
+    return list(dict.fromkeys(table["region"]))
+
+
+def per_case(
+    case_tsvs: list[str], splits_tsv: str, out_path: str, regions=REGION_ORDER
+) -> pd.DataFrame:
     """Concatenate one run's per-case metric TSVs, add ``subject``, ``scanner`` and ``split``
     from ``splits_tsv`` and write ``out_path`` (columns :data:`PER_CASE_COLUMNS` first, then
     any extra ones such as ``ceiling_hd95`` or ``fold``). Rows are sorted by case and region
-    (WT, TC, ET). No TSVs gives a table with the header only."""
+    (in ``regions`` order: the label map's, WT, TC, ET for BraTS). No TSVs gives a table with
+    the header only."""
     splits = _read_splits(splits_tsv)
     frames = []
     for path in case_tsvs:
@@ -122,7 +133,9 @@ def per_case(case_tsvs: list[str], splits_tsv: str, out_path: str) -> pd.DataFra
     if "fold" in table.columns:
         table["fold"] = pd.to_numeric(table["fold"], errors="coerce").astype("Int64")
     table = table.sort_values(
-        ["case", "region"], key=lambda s: _region_key(s) if s.name == "region" else s
+        ["case", "region"],
+        key=lambda s: _region_key(s, tuple(regions)) if s.name == "region" else s,
+        kind="stable",
     )
     extra = [c for c in table.columns if c not in PER_CASE_COLUMNS]
     table = table[[*PER_CASE_COLUMNS, *extra]].reset_index(drop=True)
@@ -161,7 +174,7 @@ def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
         scanners = [ALL, *sorted(in_split["scanner"].unique())]
         for scanner in scanners:
             sub = in_split if scanner == ALL else in_split[in_split["scanner"] == scanner]
-            for region in _ordered(sub["region"], REGION_ORDER):
+            for region in _regions(sub):
                 cell = sub[sub["region"] == region]
                 for metric in metrics:
                     stats = _describe(cell[metric])
@@ -191,7 +204,7 @@ def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for model in sorted(tables):
         table = tables[model]
         val_region_means = []
-        for region in _ordered(table["region"], REGION_ORDER):
+        for region in _regions(table):
             by_region = table[table["region"] == region]
             row = {"model": model, "region": region}
             for split in ("val", "test"):
@@ -326,9 +339,9 @@ def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
         return
     plt = _pyplot()
     splits = _ordered(table["split"], SPLIT_ORDER)
-    regions = _ordered(table["region"], REGION_ORDER)
+    regions = _regions(table)
     scanners = sorted(table["scanner"].astype(str).unique())
-    ncols = 1 + len(regions)
+    ncols = 1 + min(len(regions), MAX_REGION_PANELS)
     panel_width = max(3.0, 0.3 * max(len(scanners), len(regions)) * len(splits) + 1.2)
     fig, axes = plt.subplots(2, ncols, figsize=(panel_width * ncols + 1.0, 7), squeeze=False)
     for r, (metric, label) in enumerate((("dice", "Dice"), ("hd95", "HD95 (mm)"))):
@@ -336,7 +349,7 @@ def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
         _grouped_boxes(ax, table, "region", regions, splits, metric)
         ax.set_title(f"{label} by region", fontsize=10)
         ax.set_ylabel(label)
-        for c, region in enumerate(regions, start=1):
+        for c, region in enumerate(regions[:MAX_REGION_PANELS], start=1):
             ax = axes[r, c]
             sub = table[table["region"] == region]
             _grouped_boxes(ax, sub, "scanner", scanners, splits, metric)
@@ -354,9 +367,17 @@ def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
     plt.close(fig)
 
 
-def _read_array(path: str, case: str):
+def _read_array(path: str, case: str, role: str = "image"):
     import SimpleITK as sitk
 
+    from . import slices
+
+    if slices.is_stack(path):  # a slice-stack folder: its masks, or its first channel
+        if role == "image":
+            image = slices.read_stack_channel(path, case, 0)
+        else:
+            image = slices.read_stack_masks(path, case)
+        return image, sitk.GetArrayFromImage(image)
     if not Path(path).is_file():
         raise InputError("file not found", case, path)
     image = sitk.ReadImage(str(path))
@@ -369,12 +390,14 @@ def _read_array(path: str, case: str):
 def pick_cases(
     table: pd.DataFrame, split: str, candidates
 ) -> tuple[list[tuple[str, str, float]], bool]:
-    """Best, median and worst case of ``split`` by WT Dice among ``candidates``.
+    """Best, median and worst case of ``split`` by the Dice of the table's first region
+    (WT for BraTS, ``lesion`` for binary masks) among ``candidates``.
 
     Returns ``[(label, case, dice), ...]`` and whether it fell back to all labelled cases
     (when ``split`` has none). Ties are broken by case name; duplicates are dropped when there
     are fewer than three cases."""
-    wt = table[(table["region"] == "WT") & table["case"].isin(list(candidates))]
+    first = _regions(table)[0] if len(table) else "WT"
+    wt = table[(table["region"] == first) & table["case"].isin(list(candidates))]
     wt = wt[wt["split"] != "predict"] if "split" in wt else wt
     chosen = wt[wt["split"] == split]
     fallback = chosen.empty
@@ -421,11 +444,12 @@ def plot_overlays(
     per_case_tsv: str,
     cases: dict[str, dict],
     out_png: str,
-    convention: str,
+    labels,
     split: str = "test",
 ) -> None:
-    """Best, median and worst ``split`` case by WT Dice: an axial slice through the tumour
-    (the one with most reference WT voxels) of the image, then the reference and the
+    """Best, median and worst ``split`` case by the first region's Dice: an axial slice
+    through the lesion (the one with most reference foreground voxels) of the image, then
+    the reference and the
     prediction drawn over it. ``cases`` maps case -> {"image", "ref", "pred"} paths, all on
     the native grid; only cases listed there can be picked."""
     from matplotlib.colors import ListedColormap
@@ -438,16 +462,18 @@ def plot_overlays(
         _message_figure(out_png, "no labelled case to show")
         return
     plt = _pyplot()
-    colours = ["#00000000", "#e41a1c", "#4daf4a", "#ffd92f"]  # bg, necrotic, edema, enhancing
+    labels = as_label_map(labels)
+    colours = class_colours(labels)
     cmap = ListedColormap(colours)
+    first = _regions(table)[0]
     fig, axes = plt.subplots(len(picks), 3, figsize=(10.5, 3.6 * len(picks)), squeeze=False)
     for row, (label, case, dice) in enumerate(picks):
         paths = cases[case]
         image_img, image = _read_array(paths["image"], case)
-        ref_img, ref_raw = _read_array(paths["ref"], case)
-        _, pred_raw = _read_array(paths["pred"], case)
-        ref = to_internal(ref_raw, convention, case, paths["ref"])
-        pred = to_internal(pred_raw, convention, case, paths["pred"])
+        ref_img, ref_raw = _read_array(paths["ref"], case, "label")
+        _, pred_raw = _read_array(paths["pred"], case, "label")
+        ref = labels.to_internal(ref_raw, case, paths["ref"])
+        pred = labels.to_internal(pred_raw, case, paths["pred"])
         if not (image.shape == ref.shape == pred.shape):
             raise InputError(
                 f"image {image.shape}, reference {ref.shape} and prediction {pred.shape} "
@@ -475,7 +501,7 @@ def plot_overlays(
                     np.ma.masked_equal(overlay, 0),
                     cmap=cmap,
                     vmin=0,
-                    vmax=3,
+                    vmax=len(colours) - 1,
                     alpha=0.45,
                     aspect=sy / sx,
                     interpolation="nearest",
@@ -487,18 +513,17 @@ def plot_overlays(
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
-                ax.set_ylabel(f"{label}: {case}\nWT Dice {dice:.3f}, slice {z}")
+                ax.set_ylabel(f"{label}: {case}\n{first} Dice {dice:.3f}, slice {z}")
             ax.set_title(title if row == 0 else "")
-    handles = [
-        Patch(facecolor=colours[c], label=name)
-        for c, name in ((1, "necrotic"), (2, "edema"), (3, "enhancing"))
+    handles = [Patch(facecolor=colours[c], label=name) for c, name in enumerate(labels.names) if c][
+        :20
     ]
     handles.append(Line2D([], [], color="cyan", linestyle="--", label="reference outline"))
-    fig.legend(handles=handles, loc="lower center", ncol=4)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6))
     where = f"{split} cases"
     if fallback:
         where = f"all labelled cases (no scored {split} case)"
-    fig.suptitle(f"Best, median and worst of {where} by WT Dice")
+    fig.suptitle(f"Best, median and worst of {where} by {first} Dice")
     height = fig.get_figheight()
     fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.45 / height))
     with atomic_path(out_png) as tmp:
@@ -521,7 +546,7 @@ def aggregate_run(
     boxplots_out: str,
     overlays_out: str,
     model: str,
-    convention: str,
+    labels,
     overlay_cases: list[str],
     images: list[str],
     refs: list[str],
@@ -540,10 +565,10 @@ def aggregate_run(
             f"overlay inputs are not aligned: {len(overlay_cases)} cases, {len(images)} "
             f"images, {len(refs)} references, {len(preds)} predictions"
         )
-    per_case(case_tsvs, splits_tsv, per_case_out)
+    per_case(case_tsvs, splits_tsv, per_case_out, as_label_map(labels).region_names)
     plot_boxplots(per_case_out, boxplots_out, model)
     cases = {
         case: {"image": image, "ref": ref, "pred": pred}
         for case, image, ref, pred in zip(overlay_cases, images, refs, preds, strict=True)
     }
-    plot_overlays(per_case_out, cases, overlays_out, convention, split=split)
+    plot_overlays(per_case_out, cases, overlays_out, labels, split=split)

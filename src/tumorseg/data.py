@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .labels import N_CLASSES
 from .sheet import read_sheet
 
-VOXEL_COLUMNS = [f"voxels_{c}" for c in range(N_CLASSES)]
-TUMOUR_COLUMNS = VOXEL_COLUMNS[1:]
+
+def voxel_columns(n_classes: int) -> list[str]:
+    """The per-class voxel-count columns of a slice table (``voxels_0`` is background)."""
+    return [f"voxels_{c}" for c in range(n_classes)]
 
 
 def read_split(splits_path: str | Path, fold: int | None = None) -> tuple[list[str], list[str]]:
@@ -67,45 +68,46 @@ def read_split(splits_path: str | Path, fold: int | None = None) -> tuple[list[s
     return train, val
 
 
-def read_slices(preprocessed_dir: str | Path, cases: list[str]) -> pd.DataFrame:
+def read_slices(preprocessed_dir: str | Path, cases: list[str], n_classes: int = 4):
     """All slices of ``cases`` that hold brain voxels, from their ``slices.tsv``.
 
     Columns: ``case``, ``case_index`` (position in ``cases``), ``slice``, ``brain_voxels``,
-    ``voxels_0`` .. ``voxels_3`` (ints). A case without labels (empty voxel counts) is an
-    error: it cannot be trained or validated on.
+    ``voxels_0`` .. ``voxels_<n-1>`` (ints). A case without labels (empty voxel counts) is
+    an error: it cannot be trained or validated on.
     """
+    columns = voxel_columns(n_classes)
     frames = []
     for i, case in enumerate(cases):
         path = Path(preprocessed_dir) / case / "slices.tsv"
         if not path.is_file():
             raise InputError("preprocessed slice table not found", case, path)
         df = pd.read_csv(path, sep="\t", dtype={"case": str}, keep_default_na=True)
-        missing = [c for c in ("slice", "brain_voxels", *VOXEL_COLUMNS) if c not in df.columns]
+        missing = [c for c in ("slice", "brain_voxels", *columns) if c not in df.columns]
         if missing:
             raise InputError(f"the slice table lacks the columns {missing}", case, path)
-        if df[VOXEL_COLUMNS].isna().any().any():
+        if df[columns].isna().any().any():
             raise InputError(
                 "the case has no label (empty voxel counts), so it cannot be used for "
                 "training or validation; put it in the predict split",
                 case,
                 path,
             )
-        df = df.astype({"slice": int, "brain_voxels": int, **dict.fromkeys(VOXEL_COLUMNS, int)})
+        df = df.astype({"slice": int, "brain_voxels": int, **dict.fromkeys(columns, int)})
         df["case"] = case
         df["case_index"] = i
         frames.append(df.loc[df["brain_voxels"] > 0])
     out = pd.concat(frames, ignore_index=True)
     if out.empty:
         raise InputError(f"no slice with brain voxels in cases {', '.join(cases)}")
-    return out[["case", "case_index", "slice", "brain_voxels", *VOXEL_COLUMNS]]
+    return out[["case", "case_index", "slice", "brain_voxels", *columns]]
 
 
 def slice_weights(slices_df: pd.DataFrame, lesion_sampling: bool, floor: float) -> np.ndarray:
     """Sampling probability of each slice (sums to 1).
 
     With lesion sampling and floor f: ``p = f / N + (1 - f) * t / sum(t)`` where t are the
-    slice's tumour voxels (classes 1-3); uniform without lesion sampling or without any
-    tumour voxel.
+    slice's tumour voxels (every class but background); uniform without lesion sampling or
+    without any tumour voxel.
     """
     n = len(slices_df)
     if n == 0:
@@ -113,7 +115,8 @@ def slice_weights(slices_df: pd.DataFrame, lesion_sampling: bool, floor: float) 
     uniform = np.full(n, 1.0 / n)
     if not lesion_sampling:
         return uniform
-    tumour = slices_df[TUMOUR_COLUMNS].to_numpy(dtype=np.float64).sum(axis=1)
+    columns = [c for c in slices_df.columns if c.startswith("voxels_") and c != "voxels_0"]
+    tumour = slices_df[columns].to_numpy(dtype=np.float64).sum(axis=1)
     total = tumour.sum()
     if total <= 0:
         return uniform
@@ -139,8 +142,9 @@ def draw_epoch(weights: np.ndarray, n_draws: int, seed: int, epoch: int, weighte
 class SliceReader:
     """Reads slices of memory-mapped per-case arrays (opened once, read on demand)."""
 
-    def __init__(self, preprocessed_dir: str | Path, cases: list[str]):
+    def __init__(self, preprocessed_dir: str | Path, cases: list[str], n_classes: int = 4):
         self.cases = list(cases)
+        self.n_classes = int(n_classes)
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         shape = None
@@ -191,9 +195,10 @@ class SliceReader:
         for i, (c, z) in enumerate(zip(case_index, slice_index, strict=True)):
             images[i] = self.images[c][z]
             labels[i] = self.labels[c][z]
-            if labels[i].max() >= N_CLASSES:
+            if labels[i].max() >= self.n_classes:
                 raise ValueError(
-                    f"case {self.cases[c]}: label.npy slice {z} holds values >= {N_CLASSES} "
+                    f"case {self.cases[c]}: label.npy slice {z} holds values >= "
+                    f"{self.n_classes} "
                     "(an unlabelled case cannot be used for training)"
                 )
         return images, labels
@@ -254,7 +259,7 @@ def make_train_dataset(
 
     def transform(step, images, labels):
         images, labels = random_affine(images, labels, augment, tf.stack([seed, step]))
-        return images, tf.one_hot(labels, N_CLASSES, dtype=tf.float32)
+        return images, tf.one_hot(labels, reader.n_classes, dtype=tf.float32)
 
     ds = tf.data.Dataset.from_generator(
         plan,
@@ -288,7 +293,7 @@ def make_val_dataset(
         images, labels = tf.numpy_function(read, [b], [tf.float32, tf.uint8], stateful=False)
         images.set_shape((None, h, w, c))
         labels.set_shape((None, h, w))
-        return images, tf.one_hot(labels, N_CLASSES, dtype=tf.float32)
+        return images, tf.one_hot(labels, reader.n_classes, dtype=tf.float32)
 
     ds = tf.data.Dataset.range(n_batches).map(load, num_parallel_calls=max(1, threads))
     return ds.prefetch(2).with_options(_options(threads))
@@ -348,10 +353,7 @@ def write_synthetic_cases(
                 "case": case,
                 "slice": np.arange(depth),
                 "brain_voxels": brain.reshape(depth, -1).sum(axis=1),
-                **{
-                    f"voxels_{c}": (label == c).reshape(depth, -1).sum(axis=1)
-                    for c in range(N_CLASSES)
-                },
+                **{f"voxels_{c}": (label == c).reshape(depth, -1).sum(axis=1) for c in range(4)},
             }
         )
         table.to_csv(out / "slices.tsv", sep="\t", index=False)

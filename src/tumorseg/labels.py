@@ -213,3 +213,20 @@ def to_internal(values: np.ndarray, labels, case=None, path=None) -> np.ndarray:
 def from_internal(classes: np.ndarray, labels) -> np.ndarray:
     """Internal classes -> dataset values (see :meth:`LabelMap.from_internal`)."""
     return as_label_map(labels).from_internal(classes)
+
+
+#: overlay colours of the BraTS classes (necrotic, edema, enhancing)
+_BRATS_COLOURS = ["#e41a1c", "#4daf4a", "#ffd92f"]
+
+
+def class_colours(labels) -> list[str]:
+    """One overlay colour per class (background transparent): the BraTS colours for the
+    BraTS maps, else matplotlib's tab10 / tab20 cycle."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    labels = as_label_map(labels)
+    if labels.names[1:] == ("necrotic", "edema", "enhancing"):
+        return ["#00000000", *_BRATS_COLOURS]
+    cycle = colormaps["tab10" if labels.n_classes <= 11 else "tab20"].colors
+    return ["#00000000", *(to_hex(cycle[i % len(cycle)]) for i in range(labels.n_classes - 1))]

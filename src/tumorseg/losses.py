@@ -8,9 +8,12 @@ Labels reach the loss one-hot encoded, shape (batch, y, x, classes), probabiliti
   (batch Dice, stable when a slice holds no tumour), s = 1e-5.
 - ``dice_ce``: ``ce_weight * ce + dice_weight * dice``.
 
-:class:`RegionDice` is the hard (argmax) Dice of one BraTS region (WT, TC, ET), pooled over
-every pixel seen in an epoch (all validation slices together), 1 when the region is absent
-from both prediction and truth.
+:class:`RegionDice` is the hard (argmax) Dice of one region of the label map (WT, TC, ET for
+BraTS, ``lesion`` for binary masks, any union of classes otherwise), pooled over every pixel
+seen in an epoch (all validation slices together), 1 when the region is absent from both
+prediction and truth. With two classes (binary masks) cross-entropy is binary
+cross-entropy and the soft Dice is that of the lesion: ``dice_ce`` with ``ce_weight: 1,
+dice_weight: 0.3`` is the LGG tutorial's BCE + 0.3 Dice.
 
 Optimisers (Adam, SGD with momentum) and learning-rate schedules (constant, cosine,
 one-cycle) live here too: :func:`get_optimizer`.
@@ -24,7 +27,7 @@ import keras
 from keras import ops
 
 from .errors import InputError
-from .labels import REGIONS
+from .labels import as_label_map
 
 SMOOTH = 1e-5
 EPS = 1e-7
@@ -88,14 +91,18 @@ def get_loss(settings: dict) -> SegmentationLoss:
 
 @keras.saving.register_keras_serializable(package="tumorseg")
 class RegionDice(keras.metrics.Metric):
-    """Hard Dice of a BraTS region (``WT``, ``TC`` or ``ET``), pooled over all pixels seen."""
+    """Hard Dice of one region (a union of classes), pooled over all pixels seen.
+    ``classes`` defaults to the BraTS region of that name (``WT``, ``TC`` or ``ET``)."""
 
-    def __init__(self, region: str = "WT", name=None, **kwargs):
-        if region not in REGIONS:
-            raise ValueError(f"unknown region {region!r}; choose one of {sorted(REGIONS)}")
-        super().__init__(name=name or f"dice_{region.lower()}", **kwargs)
+    def __init__(self, region: str = "WT", classes=None, name=None, **kwargs):
+        if classes is None:
+            brats = as_label_map("brats2017").regions
+            if region not in brats:
+                raise ValueError(f"unknown region {region!r}; give its classes")
+            classes = brats[region]
+        super().__init__(name=name or as_label_map("brats2017").metric_name(region), **kwargs)
         self.region = region
-        self.classes = tuple(REGIONS[region])
+        self.classes = tuple(int(c) for c in classes)
         self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
         self.true_sum = self.add_variable(shape=(), initializer="zeros", name="true_sum")
         self.pred_sum = self.add_variable(shape=(), initializer="zeros", name="pred_sum")
@@ -125,12 +132,17 @@ class RegionDice(keras.metrics.Metric):
             v.assign(0.0)
 
     def get_config(self):
-        return {"region": self.region, "name": self.name}
+        return {"region": self.region, "classes": list(self.classes), "name": self.name}
 
 
-def region_dice_metrics() -> list[RegionDice]:
-    """Fresh WT, TC and ET Dice metrics (names ``dice_wt``, ``dice_tc``, ``dice_et``)."""
-    return [RegionDice(region) for region in ("WT", "TC", "ET")]
+def region_dice_metrics(labels="brats2017") -> list[RegionDice]:
+    """Fresh Dice metrics of every region of the label map (BraTS: ``dice_wt``,
+    ``dice_tc``, ``dice_et``)."""
+    labels = as_label_map(labels)
+    return [
+        RegionDice(region, classes, name=labels.metric_name(region))
+        for region, classes in labels.regions.items()
+    ]
 
 
 # --- optimisation: optimisers and learning-rate schedules ---------------------------------

@@ -5,8 +5,12 @@ Conventions (all documented here, tested in ``tests/test_metrics.py``):
 * Arrays are in numpy-from-SimpleITK order ``(z, y, x)``, so every ``spacing`` argument is in
   the same *array-axis* order ``(sz, sy, sx)`` in millimetres, i.e. the reverse of
   ``SimpleITK.Image.GetSpacing()`` (which is ``(sx, sy, sz)``).
-* Regions are the BraTS ones over internal classes (:data:`tumorseg.labels.REGIONS`):
-  WT = necrotic + edema + enhancing, TC = necrotic + enhancing, ET = enhancing.
+* Regions are those of the dataset's label map (:class:`tumorseg.labels.LabelMap`): for the
+  BraTS presets WT = necrotic + edema + enhancing, TC = necrotic + enhancing, ET = enhancing;
+  ``lesion`` for binary masks; the configured ones (default one per label) for custom maps.
+* Slice stacks (2D slice collections) are scored as volumes (spacing 1 per voxel, so HD95
+  and volumes are in pixels) and also slice by slice: ``slice_dice`` is the mean over all
+  slices of the per-slice Dice, with the same empty convention (1 when both are empty).
 * Empty regions (BraTS convention): when prediction and reference are both empty, Dice is 1
   and HD95 is 0; when only one of them is empty, Dice is 0 and HD95 is :data:`HD95_EMPTY`
   (373.13 mm, the diagonal of the 240 x 240 x 155 grid at 1 mm).
@@ -40,7 +44,7 @@ from scipy import ndimage
 
 from .atomic import atomic_path
 from .errors import InputError
-from .labels import REGIONS, to_internal
+from .labels import as_label_map
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +158,15 @@ def region_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
     return _region_metrics(pred, ref, spacing, pred.size)
 
 
-def case_metrics(pred_classes: np.ndarray, ref_classes: np.ndarray, spacing) -> pd.DataFrame:
-    """One row per BraTS region (WT, TC, ET) with column ``region`` and the metric columns.
+def case_metrics(
+    pred_classes: np.ndarray, ref_classes: np.ndarray, spacing, labels="brats2017"
+) -> pd.DataFrame:
+    """One row per region of the label map with column ``region`` and the metric columns.
 
-    Both maps hold internal classes (0..3) in ``(z, y, x)`` order; ``spacing`` is in the
-    same array-axis order. Only the bounding box of the tumour (in either map) is examined.
+    Both maps hold internal classes in ``(z, y, x)`` order; ``spacing`` is in the same
+    array-axis order. Only the bounding box of the foreground (in either map) is examined.
     """
+    regions = as_label_map(labels).regions
     pred_classes = np.asarray(pred_classes)
     ref_classes = np.asarray(ref_classes)
     if pred_classes.shape != ref_classes.shape:
@@ -172,7 +179,7 @@ def case_metrics(pred_classes: np.ndarray, ref_classes: np.ndarray, spacing) -> 
     if box is not None:
         pred_classes, ref_classes = pred_classes[box], ref_classes[box]
     rows = []
-    for region, classes in REGIONS.items():
+    for region, classes in regions.items():
         if box is None:
             empty = np.zeros((1,) * len(spacing), dtype=bool)
             row = _region_metrics(empty, empty, spacing, n_total)
@@ -184,15 +191,36 @@ def case_metrics(pred_classes: np.ndarray, ref_classes: np.ndarray, spacing) -> 
     return pd.DataFrame(rows, columns=["region", *METRICS])
 
 
-def _read_label(path: str, convention: str, case: str):
+def slice_dice(pred_classes: np.ndarray, ref_classes: np.ndarray, labels) -> dict[str, float]:
+    """Mean per-slice Dice (slices along the first axis) of every region of the map; a
+    slice where both prediction and reference lack the region scores 1."""
+    out = {}
+    for region, classes in as_label_map(labels).regions.items():
+        pred = np.isin(pred_classes, classes).reshape(len(pred_classes), -1)
+        ref = np.isin(ref_classes, classes).reshape(len(ref_classes), -1)
+        inter = np.count_nonzero(pred & ref, axis=1)
+        total = np.count_nonzero(pred, axis=1) + np.count_nonzero(ref, axis=1)
+        dice = np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
+        out[region] = float(dice.mean())
+    return out
+
+
+def _read_label(path: str, labels, case: str):
     import SimpleITK as sitk
 
-    if not Path(path).is_file():
+    from .slices import is_stack, read_stack_masks
+
+    if is_stack(path):
+        image = read_stack_masks(path, case)
+    elif not Path(path).is_file():
         raise InputError("label file not found", case, path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as err:
-        raise InputError(f"cannot read the label image ({str(err).strip()})", case, path) from None
+    else:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as err:
+            raise InputError(
+                f"cannot read the label image ({str(err).strip()})", case, path
+            ) from None
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(
             f"label must be a 3D single-component image, got {image.GetDimension()}D with "
@@ -200,7 +228,7 @@ def _read_label(path: str, convention: str, case: str):
             case,
             path,
         )
-    classes = to_internal(sitk.GetArrayViewFromImage(image), convention, case, path)
+    classes = as_label_map(labels).to_internal(sitk.GetArrayViewFromImage(image), case, path)
     return image, classes
 
 
@@ -236,25 +264,29 @@ def evaluate_case(
     pred_path: str,
     ref_path: str,
     ceiling_path: str | None,
-    convention: str,
+    labels,
     out_path: str,
+    slice_metrics: bool = False,
 ) -> None:
     """Score one case's prediction against its reference on the native grid; write a TSV.
 
-    All label files are NIfTI (any SimpleITK-readable format) in the dataset's label
-    ``convention``. With ``ceiling_path`` (the reference sent through the model resolution
-    and back), ``ceiling_dice`` and ``ceiling_hd95`` compare it with the reference; without
+    Label files are any SimpleITK-readable format (or slice-stack folders) holding the
+    values of the dataset's label map ``labels``. With ``slice_metrics`` a ``slice_dice``
+    column (mean per-slice Dice, see :func:`slice_dice`) follows the others. With
+    ``ceiling_path`` (the reference sent through the model resolution and back),
+    ``ceiling_dice`` and ``ceiling_hd95`` compare it with the reference; without
     it those columns are empty. Columns: :data:`CASE_COLUMNS`, one row per region.
     """
-    ref_image, ref = _read_label(ref_path, convention, case)
-    pred_image, pred = _read_label(pred_path, convention, case)
+    labels = as_label_map(labels)
+    ref_image, ref = _read_label(ref_path, labels, case)
+    pred_image, pred = _read_label(pred_path, labels, case)
     _check_same_grid(case, pred_path, pred_image, ref_path, ref_image)
     spacing = tuple(reversed(ref_image.GetSpacing()))  # (x, y, z) -> array order (z, y, x)
-    table = case_metrics(pred, ref, spacing)
+    table = case_metrics(pred, ref, spacing, labels)
     if ceiling_path:
-        ceiling_image, ceiling = _read_label(ceiling_path, convention, case)
+        ceiling_image, ceiling = _read_label(ceiling_path, labels, case)
         _check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
-        ceil = case_metrics(ceiling, ref, spacing)
+        ceil = case_metrics(ceiling, ref, spacing, labels)
         table["ceiling_dice"] = ceil["dice"].to_numpy()
         table["ceiling_hd95"] = ceil["hd95"].to_numpy()
     else:
@@ -262,6 +294,8 @@ def evaluate_case(
         table["ceiling_hd95"] = np.nan
     table.insert(0, "case", case)
     table = table[list(CASE_COLUMNS)]
+    if slice_metrics:
+        table["slice_dice"] = table["region"].map(slice_dice(pred, ref, labels))
     for row in table.itertuples(index=False):
         log.info(
             "case %s %s: Dice %.4f, HD95 %.2f mm (ceiling Dice %s)",

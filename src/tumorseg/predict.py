@@ -12,22 +12,26 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import geometry as geo
+from . import slices
 from .atomic import atomic_path
 from .errors import InputError
-from .labels import from_internal
-from .preprocess import load_geometry
+from .geometry import load_geometry
+from .labels import as_label_map
 
 log = logging.getLogger("tumorseg")
 
 
 def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
     """The native grid of the case's input file, checked against the geometry record."""
-    if not Path(reference).is_file():
+    if slices.is_stack(reference):
+        grid = slices.grid_of_stack(reference, case)
+    elif not Path(reference).is_file():
         raise InputError("reference image not found", case, reference)
-    try:
-        grid = geo.Grid.from_file(reference)
-    except RuntimeError:
-        raise InputError("cannot read the reference image's header", case, reference) from None
+    else:
+        try:
+            grid = geo.Grid.from_file(reference)
+        except RuntimeError:
+            raise InputError("cannot read the reference image's header", case, reference) from None
     recorded = geo.Grid.from_dict(record["native"])
     if not grid.same_as(recorded):
         raise InputError(
@@ -40,29 +44,44 @@ def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
 
 
 def write_segmentation(
-    classes: sitk.Image, reference: str, case: str, convention: str, out_path: str
+    classes: sitk.Image, reference: str, case: str, labels, out_path: str, slice_files=True
 ) -> None:
-    """Write a native-grid class map in the dataset's convention (uint8) and check that the
-    written file has the reference file's shape and affine; raise otherwise."""
-    values = from_internal(sitk.GetArrayViewFromImage(classes), convention)
-    out = sitk.GetImageFromArray(values)
+    """Write a native-grid class map in the dataset's label values and check that the
+    written file lies on the reference's grid; raise otherwise. A slice-stack reference
+    gets a folder of ``<id>_<k>_mask.tif`` (0/255) instead, unless ``slice_files`` is
+    false (then one NIfTI on the stack grid)."""
+    labels = as_label_map(labels)
+    array = sitk.GetArrayViewFromImage(classes)
+    stack = slices.is_stack(reference)
+    if stack and slice_files:
+        slices.write_stack_masks(labels.from_internal(array, 255), reference, out_path, case)
+        return
+    out = sitk.GetImageFromArray(labels.from_internal(array))
     out.CopyInformation(classes)
     with atomic_path(out_path) as tmp:
         sitk.WriteImage(out, str(tmp), useCompression=True)
-        check_written(tmp, reference, case)
+        if not stack:
+            check_written(tmp, reference, case, geo.Grid.from_image(classes))
 
 
-def check_written(written: str | Path, reference: str, case: str) -> None:
-    """Compare shape and affine of a written NIfTI with the reference, as a viewer sees them."""
-    ref = nib.load(str(reference))
+def check_written(written: str | Path, reference: str, case: str, grid=None) -> None:
+    """Compare shape and affine of a written NIfTI with the reference, as a viewer sees
+    them: through nibabel's reading of both files when the reference is NIfTI, else
+    against the reference's grid as SimpleITK reads it (MINC, MHA, NRRD)."""
     got = nib.load(str(written))
-    if got.shape[:3] != ref.shape[:3]:
+    if str(reference).endswith((".nii", ".nii.gz")):
+        ref = nib.load(str(reference))
+        ref_shape, ref_affine = ref.shape[:3], ref.affine
+    else:
+        grid = grid if grid is not None else geo.Grid.from_file(reference)
+        ref_shape, ref_affine = grid.shape_zyx[::-1], grid.affine_ras()
+    if got.shape[:3] != tuple(ref_shape):
         raise geo.GeometryError(
-            f"case {case}: written shape {got.shape} differs from the input's {ref.shape}"
+            f"case {case}: written shape {got.shape} differs from the input's {ref_shape}"
         )
-    if not np.allclose(got.affine, ref.affine, atol=1e-4):
+    if not np.allclose(got.affine, ref_affine, atol=1e-4):
         raise geo.GeometryError(
-            f"case {case}: written affine\n{got.affine}\ndiffers from the input's\n{ref.affine}"
+            f"case {case}: written affine\n{got.affine}\ndiffers from the input's\n{ref_affine}"
         )
 
 
@@ -103,7 +122,7 @@ def predict_case(
     image_npy: str,
     geometry_json: str,
     reference: str,
-    convention: str,
+    labels,
     batch_size: int,
     out_seg: str,
     out_probs: str | None = None,
@@ -131,7 +150,7 @@ def predict_case(
     times["inversion"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    write_segmentation(classes, reference, case, convention, out_seg)
+    write_segmentation(classes, reference, case, labels, out_seg)
     if out_probs:
         img = sitk.GetImageFromArray(native_probs, isVector=True)
         img.CopyInformation(classes)
@@ -147,13 +166,15 @@ def predict_case(
 
 
 def ceiling_case(
-    case: str, label_npy: str, geometry_json: str, reference: str, convention: str, out_seg: str
+    case: str, label_npy: str, geometry_json: str, reference: str, labels, out_seg: str
 ) -> None:
-    """The reference label after downsampling, sent back through the same inversion."""
+    """The reference label after downsampling, sent back through the same inversion.
+    Always written as NIfTI (for a slice stack: on its stack grid)."""
+    labels = as_label_map(labels)
     record = load_geometry(geometry_json)
     if not record["has_label"]:
         raise InputError("the case has no label, so it has no resolution ceiling", case)
     native_reference(reference, case, record)
     label = np.load(label_npy, allow_pickle=False)
-    classes = geo.labels_to_native(label, record)
-    write_segmentation(classes, reference, case, convention, out_seg)
+    classes = geo.labels_to_native(label, record, labels.n_classes)
+    write_segmentation(classes, reference, case, labels, out_seg, slice_files=False)

@@ -8,9 +8,19 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
-from .labels import CLASS_NAMES, UNLABELLED
+from .labels import UNLABELLED, LabelMap, class_colours
 
-_COLOURS = {1: "tab:red", 2: "tab:green", 3: "gold"}
+#: classes outlined at most (the largest by voxel count in the view), so that a map with
+#: dozens of labels stays readable
+MAX_OUTLINED = 12
+
+
+def _outlined_classes(label: np.ndarray, n_classes: int) -> list[int]:
+    """The foreground classes to outline: all of them, or the largest ``MAX_OUTLINED``."""
+    counts = np.bincount(label[label != UNLABELLED].ravel(), minlength=n_classes)[:n_classes]
+    present = [c for c in range(1, n_classes) if counts[c]] or list(range(1, n_classes))
+    present.sort(key=lambda c: -counts[c])
+    return sorted(present[:MAX_OUTLINED])
 
 
 def qc_picture(image_npy: str, label_npy: str, geometry_json: str, out_png: str) -> None:
@@ -25,6 +35,9 @@ def qc_picture(image_npy: str, label_npy: str, geometry_json: str, out_png: str)
     label = np.load(label_npy, allow_pickle=False)
     record = json.loads(Path(geometry_json).read_text())
     mods = record["modalities"]
+    names = record.get("label_names", ["background", "necrotic", "edema", "enhancing"])
+    colours = class_colours(LabelMap("qc", tuple(names), tuple(range(len(names))), {}))
+    outlined = _outlined_classes(label, len(names))
     labelled = record["has_label"] and not np.all(label == UNLABELLED)
     tumour = (label > 0) & (label != UNLABELLED) if labelled else np.zeros(label.shape, bool)
     if tumour.any():
@@ -45,16 +58,16 @@ def qc_picture(image_npy: str, label_npy: str, geometry_json: str, out_png: str)
             ax.imshow(cut(image[..., c]), cmap="gray", vmin=-2.5, vmax=3.5)
             if labelled:
                 lab = cut(label)
-                for cls, colour in _COLOURS.items():
+                for cls in outlined:
                     if (lab == cls).any():
-                        ax.contour(lab == cls, levels=[0.5], colors=colour, linewidths=0.7)
+                        ax.contour(lab == cls, levels=[0.5], colors=colours[cls], linewidths=0.7)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(mod)
             if c == 0:
                 ax.set_ylabel(view)
-    legend = ", ".join(f"{CLASS_NAMES[k]}={v.split(':')[-1]}" for k, v in _COLOURS.items())
+    legend = ", ".join(f"{names[c]}={colours[c]}" for c in outlined)
     lost = record.get("lost_brain_voxels", 0), record.get("lost_tumour_voxels", 0)
     title = (
         f"{record['case']}  native {'x'.join(map(str, record['native']['size']))} "

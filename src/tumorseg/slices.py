@@ -49,8 +49,10 @@ def is_stack(path: str | Path) -> bool:
     return Path(path).is_dir()
 
 
-def find_stack(folder: str | Path, case: str | None = None) -> Stack:
-    """List a patient folder's slices; inconsistent names are an error naming the file."""
+def find_stack(folder: str | Path, case: str | None = None, images: bool = True) -> Stack:
+    """List a patient folder's slices; inconsistent names are an error naming the file.
+    ``images=False`` accepts a folder of masks alone (a prediction)."""
+    want_images = images
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError("slice folder not found", case, folder)
@@ -69,19 +71,19 @@ def find_stack(folder: str | Path, case: str | None = None) -> Stack:
         if k in target:
             raise InputError(f"slice {k} is given twice ({target[k].name})", case, path)
         target[k] = path
-    if not images:
+    if not images and (want_images or not masks):
         raise InputError("the folder holds no <id>_<k>.tif slice", case, folder)
     if len(stems) > 1:
         raise InputError(f"slice files name several patients: {sorted(stems)}", case, folder)
-    numbers = tuple(sorted(images))
-    if masks and sorted(masks) != list(numbers):
+    numbers = tuple(sorted(images or masks))
+    if images and masks and sorted(masks) != list(numbers):
         missing = sorted(set(numbers) ^ set(masks))
         raise InputError(f"slices {missing} have an image or a mask but not both", case, folder)
     return Stack(
         folder,
         stems.pop(),
         numbers,
-        tuple(images[k] for k in numbers),
+        tuple(images[k] for k in numbers) if images else (),
         tuple(masks[k] for k in numbers) if masks else (),
     )
 
@@ -160,7 +162,7 @@ def read_stack_images(
 
 def read_stack_masks(folder: str | Path, case: str) -> sitk.Image:
     """The mask slices of a stack as one 3D image (values as stored) on its stack grid."""
-    stack = find_stack(folder, case)
+    stack = find_stack(folder, case, images=False)
     if not stack.has_masks:
         raise InputError("the folder holds no <id>_<k>_mask.tif file", case, folder)
     data = _read_all(stack.masks, case, "mask")
@@ -190,3 +192,10 @@ def write_stack_masks(
             sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(plane)), str(tmp / name))
             written.append(Path(out_dir) / name)
     return written
+
+
+def read_stack_channel(folder: str | Path, case: str, channel: int = 0) -> sitk.Image:
+    """One channel of a stack's image slices as a 3D image on its stack grid."""
+    stack = find_stack(folder, case)
+    data = _read_all(stack.images, case, "image")
+    return _volume(data[..., min(channel, data.shape[-1] - 1)])

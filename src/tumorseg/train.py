@@ -12,8 +12,9 @@ same batches (:mod:`tumorseg.data`), so a resumed run sees the data an uninterru
 would have seen. After a successful run the checkpoints are removed.
 
 Model selection: the saved ``model.keras`` holds the weights of the epoch with the best
-mean validation Dice over WT, TC and ET (``val_dice_mean``); early stopping watches the
-same number. The model is saved without optimizer state, in float32.
+mean validation Dice over the label map's regions (WT, TC and ET for BraTS; ``lesion`` for
+binary masks) (``val_dice_mean``); early stopping watches the same number. The model is
+saved without optimizer state, in float32.
 
 Determinism: the seed comes from the settings; with ``deterministic`` TensorFlow's op
 determinism is switched on, and on CPU the same settings, data and seed give the same
@@ -29,6 +30,7 @@ import math
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +41,15 @@ log = logging.getLogger("tumorseg.train")
 
 #: settings that only size the job, not what it computes (left out of the fingerprint)
 RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
-HISTORY_METRICS = ("dice_wt", "dice_tc", "dice_et")
+
+
+def history_metrics(labels) -> tuple[str, ...]:
+    """The per-region validation Dice names of a label map (BraTS: dice_wt, dice_tc,
+    dice_et)."""
+    from .labels import as_label_map
+
+    labels = as_label_map(labels)
+    return tuple(labels.metric_name(r) for r in labels.regions)
 
 
 def model_defaults(schema_path: str | Path) -> dict:
@@ -228,7 +238,7 @@ class TensorBoardScalars:
 
 
 def _make_epoch_callback(
-    keras, checkpoints, state, history_rows, clean_model, patience, tensorboard, t0
+    keras, checkpoints, state, history_rows, clean_model, patience, tensorboard, t0, metrics
 ):
     class EpochEnd(keras.callbacks.Callback):
         """Adds val_dice_mean and the learning rate to the logs, tracks the best epoch,
@@ -239,7 +249,7 @@ def _make_epoch_callback(
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            val = [logs.get(f"val_{m}") for m in HISTORY_METRICS]
+            val = [logs.get(f"val_{m}") for m in metrics]
             value = float(sum(val) / len(val)) if all(v is not None for v in val) else None
             logs["val_dice_mean"] = value
             optimizer = self.model.optimizer
@@ -265,14 +275,7 @@ def _make_epoch_callback(
                 state["stopped"] = True
                 self.model.stop_training = True
             checkpoints.save(state, pd.DataFrame(history_rows), self.model, best)
-            shown = (
-                "loss",
-                "val_loss",
-                "val_dice_wt",
-                "val_dice_tc",
-                "val_dice_et",
-                "val_dice_mean",
-            )
+            shown = ("loss", "val_loss", *(f"val_{m}" for m in metrics[:8]), "val_dice_mean")
             log.info(
                 "epoch %d/%d: %.1f s; %s; best epoch %s; %.0f s so far",
                 epoch + 1,
@@ -286,7 +289,9 @@ def _make_epoch_callback(
     return EpochEnd()
 
 
-def _write_curves(history: pd.DataFrame, path: str, title: str, best_epoch: int) -> None:
+def _write_curves(
+    history: pd.DataFrame, path: str, title: str, best_epoch: int, metrics=()
+) -> None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), dpi=100)
@@ -298,7 +303,7 @@ def _write_curves(history: pd.DataFrame, path: str, title: str, best_epoch: int)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
-    for m in (*HISTORY_METRICS, "dice_mean"):
+    for m in (*metrics[:10], "dice_mean"):
         col = f"val_{m}"
         if col in history:
             ax_dice.plot(epochs, history[col], marker="o", label=col)
@@ -333,68 +338,55 @@ def _summary_text(model, settings, facts: dict) -> str:
     return "\n".join(head) + "\n\n" + "\n".join(lines) + "\n"
 
 
-def compiled_model(settings: dict, n_channels: int, size: int, total_steps: int, mixed: bool):
-    """The model of ``settings``, compiled with its loss, optimizer, schedule and metrics."""
+def compiled_model(
+    settings: dict, n_channels: int, size: int, total_steps: int, mixed: bool, labels="brats2017"
+):
+    """The model of ``settings`` with one output per class of ``labels``, compiled with its
+    loss, optimizer, schedule and per-region Dice metrics."""
     import keras
 
     from . import losses, models
+    from .labels import as_label_map
 
     policy = "mixed_float16" if mixed else None
-    model = models.build_model(settings, n_channels, input_size=size, dtype_policy=policy)
+    labels = as_label_map(labels)
+    model = models.build_model(
+        settings, n_channels, labels.n_classes, input_size=size, dtype_policy=policy
+    )
     optimizer = losses.get_optimizer(settings, total_steps)
     if mixed:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,
         loss=losses.get_loss(settings),
-        metrics=losses.region_dice_metrics(),
+        metrics=losses.region_dice_metrics(labels),
     )
     return model
 
 
-def train_model(
-    splits_path: str,
-    preprocessed_dir: str,
-    settings: dict,
-    out_model: str,
-    out_history: str,
-    out_curves: str,
-    out_summary: str,
-    checkpoint_dir: str,
-    tensorboard_dir: str,
-    fold: int | None = None,
-    deterministic: bool = True,
-    threads: int = 2,
-) -> None:
-    """Train the model described by ``settings`` on the split's train cases.
+@dataclass
+class TrainingData:
+    """The slices, readers and batch plan of one training run."""
 
-    Writes ``out_model`` (``model.keras``, best epoch by mean validation Dice),
-    ``out_history`` (CSV, one row per epoch, all epochs across resumes), ``out_curves``
-    (PNG), ``out_summary`` (text: layers, parameter counts, forward FLOPs) and TensorBoard
-    logs under ``tensorboard_dir``; resumes from ``checkpoint_dir`` when a matching
-    checkpoint is there.
-    """
-    t0 = time.perf_counter()
-    threads = max(1, int(threads))
-    log.info("training job started: %s (pid %d, %d threads)", out_model, os.getpid(), threads)
-    settings = json.loads(json.dumps(settings))  # plain, private copy
-    gpus = configure_tensorflow(threads)
-    import keras
-    import tensorflow as tf
+    train_cases: list[str]
+    val_cases: list[str]
+    train_slices: pd.DataFrame
+    val_slices: pd.DataFrame
+    train_reader: object
+    val_reader: object
+    shape: tuple[int, int, int]
+    steps: int
+    epochs: int
 
-    from . import data, models
 
-    seed = int(settings["seed"])
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-        log.info("TensorFlow op determinism on (seed %d)", seed)
+def _training_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> TrainingData:
+    from . import data
 
     train_cases, val_cases = data.read_split(splits_path, fold)
-    train_slices = data.read_slices(preprocessed_dir, train_cases)
-    val_slices = data.read_slices(preprocessed_dir, val_cases)
-    train_reader = data.SliceReader(preprocessed_dir, train_cases)
-    val_reader = data.SliceReader(preprocessed_dir, val_cases)
+    train_slices = data.read_slices(preprocessed_dir, train_cases, n_classes)
+    val_slices = data.read_slices(preprocessed_dir, val_cases, n_classes)
+    train_reader = data.SliceReader(preprocessed_dir, train_cases, n_classes)
+    val_reader = data.SliceReader(preprocessed_dir, val_cases, n_classes)
     shape = (train_reader.height, train_reader.width, train_reader.channels)
     if (val_reader.height, val_reader.width, val_reader.channels) != shape:
         raise ValueError("training and validation slices differ in shape")
@@ -414,112 +406,193 @@ def train_model(
         steps,
         batch,
     )
+    return TrainingData(
+        train_cases, val_cases, train_slices, val_slices, train_reader, val_reader, shape,
+        steps, epochs,
+    )  # fmt: skip
 
-    checkpoints = Checkpoints(checkpoint_dir)
-    fingerprint = _fingerprint(
+
+def _run_fingerprint(settings, d: TrainingData, fold, labels) -> str:
+    return _fingerprint(
         settings,
         {
-            "train": train_cases,
-            "val": val_cases,
+            "train": d.train_cases,
+            "val": d.val_cases,
             "fold": fold,
-            "shape": shape,
-            "steps": steps,
-            "train_slices": hashlib.sha256(train_slices.to_csv().encode()).hexdigest(),
-            "val_slices": hashlib.sha256(val_slices.to_csv().encode()).hexdigest(),
+            "shape": d.shape,
+            "steps": d.steps,
+            "labels": {"names": labels.names, "regions": labels.regions},
+            "train_slices": hashlib.sha256(d.train_slices.to_csv().encode()).hexdigest(),
+            "val_slices": hashlib.sha256(d.val_slices.to_csv().encode()).hexdigest(),
         },
     )
-    checkpoints.prepare(fingerprint)
+
+
+def _resume(model, checkpoints, tensorboard_dir, epochs) -> tuple[dict, list[dict]]:
+    """The training state and history of the latest matching checkpoint (weights and
+    optimizer state loaded into ``model``), or a fresh start."""
+    found = checkpoints.latest()
+    if found is None:
+        shutil.rmtree(tensorboard_dir, ignore_errors=True)
+        return {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "stopped": False}, []
+    state, folder = found
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(folder / "train.weights.h5")
+    log.info(
+        "resuming from the checkpoint after epoch %d of %d (%s; optimizer step %d)",
+        state["epoch"],
+        epochs,
+        folder,
+        int(model.optimizer.iterations.numpy()),
+    )
+    return state, pd.read_csv(folder / "history.csv").to_dict("records")
+
+
+def _fit(model, clean_model, d: TrainingData, settings, run: dict, threads: int) -> dict:
+    """Train from ``run["state"]`` to the last epoch; returns the final state."""
+    import keras
+
+    from . import data
+
+    checkpoints, state, history_rows = run["checkpoints"], run["state"], run["history"]
+    train_ds = data.make_train_dataset(
+        d.train_reader, d.train_slices, settings, d.steps, d.epochs, int(state["epoch"]), threads
+    )
+    val_ds = data.make_val_dataset(d.val_reader, d.val_slices, int(settings["batch_size"]), threads)
+    tensorboard = TensorBoardScalars(run["tensorboard_dir"])
+    callback = _make_epoch_callback(
+        keras,
+        checkpoints,
+        state,
+        history_rows,
+        clean_model,
+        settings.get("early_stopping_patience"),
+        tensorboard,
+        run["t0"],
+        run["metrics"],
+    )
+    model.fit(
+        train_ds,
+        epochs=d.epochs,
+        initial_epoch=int(state["epoch"]),
+        steps_per_epoch=d.steps,
+        validation_data=val_ds,
+        callbacks=[callback],
+        shuffle=False,
+        verbose=0,
+    )
+    tensorboard.close()
+    found = checkpoints.latest()
+    if found is None:
+        raise RuntimeError("training ended without a checkpoint")
+    return found[0]
+
+
+def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict) -> None:
+    state, checkpoints = run["state"], run["checkpoints"]
+    history = pd.DataFrame(run["history"])
+    best_weights = checkpoints.folder / f"epoch_{state['best_epoch']:04d}" / "model.weights.h5"
+    clean_model.load_weights(best_weights)
+    with atomic_path(out["history"]) as tmp:
+        history.to_csv(tmp, index=False)
+    name = Path(out["model"]).parent.name or settings["architecture"]
+    title = f"{name}: best epoch {state['best_epoch']}"
+    _write_curves(history, out["curves"], title, state["best_epoch"], run["metrics"])
+    regions = "/".join(run["regions"][:6]) + ("/..." if len(run["regions"]) > 6 else "")
+    facts = {
+        "name": name,
+        "input shape": "x".join(str(v) for v in d.shape),
+        "classes": ", ".join(run["class_names"]),
+        "fold": run["fold"],
+        "training cases / slices": f"{len(d.train_cases)} / {len(d.train_slices)}",
+        "validation cases / slices": f"{len(d.val_cases)} / {len(d.val_slices)}",
+        "epochs trained": f"{state['epoch']} of {d.epochs}" + (" (early stop)" * state["stopped"]),
+        "steps per epoch": d.steps,
+        f"best epoch (mean val Dice {regions})": f"{state['best_epoch']} ({state['best']})",
+        "mixed precision": run["mixed"],
+        "GPUs": run["gpus"],
+    }
+    with atomic_path(out["summary"]) as tmp:
+        tmp.write_text(_summary_text(clean_model, settings, facts))
+    with atomic_path(out["model"]) as tmp:
+        clean_model.save(tmp)
+
+
+def train_model(
+    splits_path: str,
+    preprocessed_dir: str,
+    settings: dict,
+    out_model: str,
+    out_history: str,
+    out_curves: str,
+    out_summary: str,
+    checkpoint_dir: str,
+    tensorboard_dir: str,
+    labels="brats2017",
+    fold: int | None = None,
+    deterministic: bool = True,
+    threads: int = 2,
+) -> None:
+    """Train the model described by ``settings`` on the split's train cases, one output
+    channel per class of the label map ``labels``.
+
+    Writes ``out_model`` (``model.keras``, best epoch by mean validation Dice),
+    ``out_history`` (CSV, one row per epoch, all epochs across resumes), ``out_curves``
+    (PNG), ``out_summary`` (text: layers, parameter counts, forward FLOPs) and TensorBoard
+    logs under ``tensorboard_dir``; resumes from ``checkpoint_dir`` when a matching
+    checkpoint is there.
+    """
+    from .labels import as_label_map
+
+    t0 = time.perf_counter()
+    threads = max(1, int(threads))
+    log.info("training job started: %s (pid %d, %d threads)", out_model, os.getpid(), threads)
+    settings = json.loads(json.dumps(settings))  # plain, private copy
+    labels = as_label_map(labels)
+    gpus = configure_tensorflow(threads)
+    import keras
+    import tensorflow as tf
+
+    from . import models
+
+    seed = int(settings["seed"])
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+        log.info("TensorFlow op determinism on (seed %d)", seed)
+    d = _training_data(splits_path, preprocessed_dir, settings, fold, labels.n_classes)
+    checkpoints = Checkpoints(checkpoint_dir)
+    checkpoints.prepare(_run_fingerprint(settings, d, fold, labels))
 
     mixed = bool(settings.get("mixed_precision")) and bool(gpus)
     if settings.get("mixed_precision") and not gpus:
         log.info("mixed precision asked for, but no GPU is visible: training in float32")
-    model = compiled_model(settings, shape[2], shape[0], epochs * steps, mixed)
-    clean_model = models.build_model(settings, shape[2], input_size=shape[0])
-
-    state = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "stopped": False}
-    history_rows: list[dict] = []
-    found = checkpoints.latest()
-    if found is not None:
-        state, folder = found
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(folder / "train.weights.h5")
-        history_rows = pd.read_csv(folder / "history.csv").to_dict("records")
-        log.info(
-            "resuming from the checkpoint after epoch %d of %d (%s; optimizer step %d)",
-            state["epoch"],
-            epochs,
-            folder,
-            int(model.optimizer.iterations.numpy()),
-        )
-    else:
-        shutil.rmtree(tensorboard_dir, ignore_errors=True)
-
-    start = int(state["epoch"])
-    if start < epochs and not state.get("stopped"):
-        train_ds = data.make_train_dataset(
-            train_reader, train_slices, settings, steps, epochs, start, threads
-        )
-        val_ds = data.make_val_dataset(val_reader, val_slices, batch, threads)
-        tensorboard = TensorBoardScalars(tensorboard_dir)
-        callbacks = [
-            _make_epoch_callback(
-                keras,
-                checkpoints,
-                state,
-                history_rows,
-                clean_model,
-                settings.get("early_stopping_patience"),
-                tensorboard,
-                t0,
-            ),
-        ]
-        model.fit(
-            train_ds,
-            epochs=epochs,
-            initial_epoch=start,
-            steps_per_epoch=steps,
-            validation_data=val_ds,
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=0,
-        )
-        tensorboard.close()
-        found = checkpoints.latest()
-        if found is None:
-            raise RuntimeError("training ended without a checkpoint")
-        state, folder = found
+    model = compiled_model(settings, d.shape[2], d.shape[0], d.epochs * d.steps, mixed, labels)
+    clean_model = models.build_model(settings, d.shape[2], labels.n_classes, input_size=d.shape[0])
+    state, history = _resume(model, checkpoints, tensorboard_dir, d.epochs)
+    run = {
+        "checkpoints": checkpoints,
+        "state": state,
+        "history": history,
+        "tensorboard_dir": tensorboard_dir,
+        "t0": t0,
+        "metrics": history_metrics(labels),
+        "regions": list(labels.regions),
+        "class_names": list(labels.names),
+        "fold": fold,
+        "mixed": mixed,
+        "gpus": len(gpus),
+    }
+    if int(state["epoch"]) < d.epochs and not state.get("stopped"):
+        run["state"] = _fit(model, clean_model, d, settings, run, threads)
     else:
         log.info("nothing left to train: writing the outputs from the checkpoint")
-
-    history = pd.DataFrame(history_rows)
-    best_weights = checkpoints.folder / f"epoch_{state['best_epoch']:04d}" / "model.weights.h5"
-    clean_model.load_weights(best_weights)
-    with atomic_path(out_history) as tmp:
-        history.to_csv(tmp, index=False)
-    name = Path(out_model).parent.name or settings["architecture"]
-    _write_curves(
-        history, out_curves, f"{name}: best epoch {state['best_epoch']}", state["best_epoch"]
-    )
-    facts = {
-        "name": name,
-        "input shape": f"{shape[0]}x{shape[1]}x{shape[2]}",
-        "fold": fold,
-        "training cases / slices": f"{len(train_cases)} / {len(train_slices)}",
-        "validation cases / slices": f"{len(val_cases)} / {len(val_slices)}",
-        "epochs trained": f"{state['epoch']} of {epochs}" + (" (early stop)" * state["stopped"]),
-        "steps per epoch": steps,
-        "best epoch (mean val Dice WT/TC/ET)": f"{state['best_epoch']} ({state['best']})",
-        "mixed precision": mixed,
-        "GPUs": len(gpus),
-    }
-    with atomic_path(out_summary) as tmp:
-        tmp.write_text(_summary_text(clean_model, settings, facts))
-    with atomic_path(out_model) as tmp:
-        clean_model.save(tmp)
+    out = {"model": out_model, "history": out_history, "curves": out_curves}
+    _write_outputs(clean_model, d, settings, run, {**out, "summary": out_summary})
     checkpoints.clear()
     log.info(
         "model saved to %s (epoch %d); %.0f s in all",
         out_model,
-        state["best_epoch"],
+        run["state"]["best_epoch"],
         time.perf_counter() - t0,
     )

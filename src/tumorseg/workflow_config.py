@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import demo
+from . import demo, labels
 from .errors import InputError
 from .sheet import complete_sheet, read_sheet
+
+#: the BraTS modality columns (the default `modalities` of a sheet with one file each)
+BRATS_MODALITIES = ["flair", "t1", "t1ce", "t2"]
+#: default `image_channels`: a 4D Decathlon file, and an LGG slice stack's RGB channels
+DEFAULT_CHANNELS = {"4d": ["flair", "t1", "t1ce", "t2"], "stack": ["t1", "flair", "t1ce"]}
+#: settings that only size a job, not what it computes
+RUNTIME_KEYS = ("threads", "mem_mb", "runtime")
 
 
 def check_config(config: dict) -> None:
@@ -27,6 +34,14 @@ def check_config(config: dict) -> None:
     shape = [crop[0] // factors[0], crop[1] // factors[1], canon[2] // factors[2]]
     if min(shape) < 1:
         raise InputError(f"config preprocess.downsample {factors} leaves no voxel")
+    if config["label_convention"] == "custom" and not config["labels"]:
+        raise InputError("config label_convention custom needs `labels: {name: value}`")
+    if config["label_convention"] != "custom" and (config["labels"] or config["regions"]):
+        raise InputError(
+            f"config `labels` and `regions` are only read with label_convention custom "
+            f"(it is {config['label_convention']})"
+        )
+    labels.check_spec(labels.spec_from_config(config))
     unknown = sorted(set(config["pretrained"]) - set(config["models"]))
     if unknown:
         raise InputError(f"config pretrained names models not in `models`: {unknown}")
@@ -68,10 +83,33 @@ def demo_sheet(config: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def sheet_kind(df: pd.DataFrame, sheet_dir: str | Path) -> str:
+    """``files`` (a column per modality), ``4d`` (one 4D `image` file) or ``stack`` (an
+    `image` folder of numbered slices); the sheet check reports mixed sheets."""
+    if "image" not in df.columns:
+        return "files"
+    values = [v for v in df["image"] if v]
+    base = Path(sheet_dir)
+    folders = [(base / Path(v).expanduser()).is_dir() for v in values]
+    return "stack" if folders and all(folders) else "4d"
+
+
+def resolve_channels(config: dict, kind: str) -> None:
+    """Fill `image_channels` and `modalities` left null with the layout's defaults."""
+    if config["image_channels"] is None:
+        config["image_channels"] = list(DEFAULT_CHANNELS["stack" if kind == "stack" else "4d"])
+    if config["modalities"] is None:
+        config["modalities"] = (
+            list(BRATS_MODALITIES) if kind == "files" else list(config["image_channels"])
+        )
+
+
 def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
-    """The completed sample sheet: demo (from the config) or the user's (checked now)."""
+    """The completed sample sheet: demo (from the config) or the user's (checked now).
+    Null `modalities` / `image_channels` are resolved in ``config`` on the way."""
     basedir = Path(basedir)
     if config["demo"]["enabled"]:
+        resolve_channels(config, "files")
         if set(config["modalities"]) - {"flair", "t1", "t1ce", "t2"}:
             raise InputError(
                 f"the demo dataset has modalities flair, t1, t1ce, t2; config modalities "
@@ -87,7 +125,32 @@ def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
         return sheet
     path = Path(config["samples"])
     df = read_sheet(path)
+    resolve_channels(config, sheet_kind(df, path.parent))
     return complete_sheet(df, path.parent, config["modalities"], config["scanner_regex"], path)
+
+
+def preprocess_settings(config: dict, stacks: bool) -> dict:
+    """Every config value the preprocessing step reads (its `params`), for one sheet kind:
+    slice-stack settings only for stacks, so changing them reruns nothing else."""
+    pre = config["preprocess"]
+    settings = {
+        "modalities": config["modalities"],
+        "image_channels": config["image_channels"],
+        "labels": labels.spec_from_config(config),
+        "brain_mask": pre["brain_mask"],
+        "brain_threshold": pre["brain_threshold"],
+    }
+    if stacks:
+        settings["stack"] = dict(pre["slices"])
+    else:
+        settings.update(
+            canonical_size=pre["canonical"]["size"],
+            canonical_spacing=pre["canonical"]["spacing"],
+            crop_size=pre["crop"]["size"],
+            crop_mode=pre["crop"]["mode"],
+            downsample=pre["downsample"],
+        )
+    return settings
 
 
 def _relative(p: str) -> str:

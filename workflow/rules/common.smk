@@ -6,21 +6,31 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from tumorseg import demo  # noqa: E402
+from tumorseg.labels import spec_from_config  # noqa: E402
+from tumorseg.slices import is_stack  # noqa: E402
 from tumorseg.workflow_config import (  # noqa: E402
+    RUNTIME_KEYS,
     check_config,
     model_runs,
+    preprocess_settings,
     sample_table,
 )
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 
-SAMPLES = sample_table(config, workflow.basedir)
+SAMPLES = sample_table(config, workflow.basedir)  # also resolves null modalities
 validate(SAMPLES, schema="../schemas/samples.schema.yaml")
 CASES = list(SAMPLES["case"])
 LABELLED = list(SAMPLES.loc[SAMPLES["labelled"], "case"])
 FOUR_D = "image" in SAMPLES.columns
+# slice stacks (the LGG layout): one folder of numbered 2D slices per case
+STACKS = FOUR_D and all(is_stack(p) for p in SAMPLES["image"])
 IMAGE_COLUMNS = ["image"] if FOUR_D else list(config["modalities"])
+LABELS = spec_from_config(config)  # the label map every step receives as a param
+PREPROCESS = preprocess_settings(config, STACKS)
+# a prediction: a NIfTI on the input's grid, or a folder of <id>_<k>_mask.tif for a stack
+PRED = "results/predictions/{model}/{case}" + ("" if STACKS else "_seg.nii.gz")
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
 DEMO_DIR = config["demo"]["outdir"]
 
@@ -36,6 +46,8 @@ def case_images(wildcards):
     files = {col: row[col] for col in IMAGE_COLUMNS}
     if row["labelled"]:
         files["seg"] = row["seg"]
+    if row.get("mask", ""):
+        files["mask"] = row["mask"]
     return files
 
 
@@ -65,16 +77,13 @@ def all_targets():
     for run, (name, _) in RUNS.items():
         if name not in config["pretrained"]:
             targets.append(f"results/models/{run}/model.keras")
-        targets += expand("results/predictions/{model}/{case}_seg.nii.gz", model=run, case=CASES)
+        targets += expand(PRED, model=run, case=CASES)
         targets += expand(
             "results/metrics/{model}/{name}",
             model=run,
             name=["per_case.tsv", "boxplots.png", "overlays.png"],
         )
     return targets
-
-
-RUNTIME_KEYS = ("threads", "mem_mb", "runtime")
 
 
 def training_settings(wildcards):

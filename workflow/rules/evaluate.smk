@@ -14,14 +14,14 @@ rule ceiling:
         mem_mb=2000,
         runtime=5,
     params:
-        convention=config["label_convention"],
+        labels=LABELS,
     script:
         "../scripts/ceiling.py"
 
 
 rule evaluate:
     input:
-        pred="results/predictions/{model}/{case}_seg.nii.gz",
+        pred=PRED,
         ref=lambda w: SAMPLES.loc[w.case, "seg"],
         ceiling="results/ceiling/{case}_seg.nii.gz",
     output:
@@ -35,7 +35,8 @@ rule evaluate:
         mem_mb=2000,
         runtime=5,
     params:
-        convention=config["label_convention"],
+        labels=LABELS,
+        slice_metrics=STACKS,
     script:
         "../scripts/evaluate.py"
 
@@ -46,7 +47,7 @@ rule aggregate:
         splits="results/splits/splits.tsv",
         images=[SAMPLES.loc[c, IMAGE_COLUMNS[0]] for c in LABELLED],
         refs=[SAMPLES.loc[c, "seg"] for c in LABELLED],
-        preds=expand("results/predictions/{{model}}/{case}_seg.nii.gz", case=LABELLED),
+        preds=expand(PRED, model="{model}", case=LABELLED),
     output:
         per_case=report(
             "results/metrics/{model}/per_case.tsv",
@@ -75,7 +76,7 @@ rule aggregate:
         mem_mb=3000,
         runtime=10,
     params:
-        convention=config["label_convention"],
+        labels=LABELS,
         overlay_cases=LABELLED,
     script:
         "../scripts/aggregate.py"

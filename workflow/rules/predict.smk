@@ -13,7 +13,7 @@ rule predict:
         reference=reference_image,
     output:
         **PROBABILITIES,
-        seg="results/predictions/{model}/{case}_seg.nii.gz",
+        seg=directory(PRED) if STACKS else PRED,
     log:
         "logs/predict/{model}/{case}.log",
     benchmark:
@@ -25,7 +25,7 @@ rule predict:
         mem_mb=3000,
         runtime=10,
     params:
-        convention=config["label_convention"],
+        labels=LABELS,
         batch_size=config["predict"]["batch_size"],
     script:
         "../scripts/predict.py"

@@ -31,15 +31,7 @@ rule preprocess:
         mem_mb=3000,
         runtime=10,
     params:
-        modalities=config["modalities"],
-        image_channels=config["image_channels"],
-        convention=config["label_convention"],
-        canonical_size=config["preprocess"]["canonical"]["size"],
-        canonical_spacing=config["preprocess"]["canonical"]["spacing"],
-        crop_size=config["preprocess"]["crop"]["size"],
-        crop_mode=config["preprocess"]["crop"]["mode"],
-        downsample=config["preprocess"]["downsample"],
-        brain_threshold=config["preprocess"]["brain_threshold"],
+        settings=PREPROCESS,
     script:
         "../scripts/preprocess.py"
 

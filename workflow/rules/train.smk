@@ -32,6 +32,7 @@ rule train:
         runtime=lambda w: model_settings(w)["runtime"],
     params:
         settings=training_settings,
+        labels=LABELS,
         fold=lambda w: RUNS[w.model][1],
         deterministic=config["training"]["deterministic"],
         preprocessed_dir=lambda w, input: str(Path(input.preprocessed).parent),

@@ -16,7 +16,7 @@ run_step(
     boxplots_out=snakemake.output.boxplots,
     overlays_out=snakemake.output.overlays,
     model=snakemake.wildcards.model,
-    convention=snakemake.params.convention,
+    labels=snakemake.params.labels,
     overlay_cases=snakemake.params.overlay_cases,
     images=snakemake.input.get("images", []),
     refs=snakemake.input.get("refs", []),

@@ -17,6 +17,6 @@ run_step(
     label_npy=inp.label,
     geometry_json=inp.geometry,
     reference=inp.reference,
-    convention=snakemake.params.convention,
+    labels=snakemake.params.labels,
     out_seg=snakemake.output[0],
 )

@@ -14,6 +14,7 @@ run_step(
     pred_path=snakemake.input.pred,
     ref_path=snakemake.input.ref,
     ceiling_path=snakemake.input.get("ceiling"),
-    convention=snakemake.params.convention,
+    labels=snakemake.params.labels,
+    slice_metrics=snakemake.params.slice_metrics,
     out_path=snakemake.output.tsv,
 )

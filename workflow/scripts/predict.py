@@ -18,7 +18,7 @@ run_step(
     image_npy=inp.image,
     geometry_json=inp.geometry,
     reference=inp.reference,
-    convention=snakemake.params.convention,
+    labels=snakemake.params.labels,
     batch_size=snakemake.params.batch_size,
     out_seg=snakemake.output.seg,
     out_probs=snakemake.output.get("probs"),

@@ -10,26 +10,18 @@ redirect(snakemake.log[0])  # first: the log holds everything, import errors too
 from tumorseg.preprocess import preprocess_case
 
 inp = snakemake.input
-p = snakemake.params
+settings = dict(snakemake.params.settings)
 run_step(
     snakemake.log[0],
     preprocess_case,
     case=snakemake.wildcards.case,
-    paths=None if "image" in inp.keys() else {m: inp[m] for m in p.modalities},
-    image4d=inp.get("image"),
-    seg=inp.get("seg"),
-    modalities=p.modalities,
-    image_channels=p.image_channels,
-    convention=p.convention,
-    canonical_size=p.canonical_size,
-    canonical_spacing=p.canonical_spacing,
-    crop_size=p.crop_size,
-    crop_mode=p.crop_mode,
-    downsample=p.downsample,
-    brain_threshold=p.brain_threshold,
-    out_image=snakemake.output.image,
-    out_label=snakemake.output.label,
-    out_slices=snakemake.output.slices,
-    out_geometry=snakemake.output.geometry,
+    inputs={
+        "images": None if "image" in inp.keys() else {m: inp[m] for m in settings["modalities"]},
+        "image": inp.get("image"),
+        "seg": inp.get("seg"),
+        "mask": inp.get("mask"),
+    },
+    settings=settings,
+    outputs=dict(snakemake.output.items()),
     threads=snakemake.threads,
 )

@@ -21,6 +21,7 @@ run_step(
     out_summary=snakemake.output.summary,
     checkpoint_dir=snakemake.params.checkpoint_dir,
     tensorboard_dir=snakemake.params.tensorboard_dir,
+    labels=snakemake.params.labels,
     fold=snakemake.params.fold,
     deterministic=snakemake.params.deterministic,
     threads=snakemake.threads,
