@@ -452,10 +452,12 @@ def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool
     return out, native_probs
 
 
-def labels_to_native(classes_ds: np.ndarray, record: dict) -> sitk.Image:
+def labels_to_native(classes_ds: np.ndarray, record: dict, n_classes: int | None = None):
     """A downsampled class map sent back through the same inversion (the resolution
-    ceiling): one-hot channels are treated as probabilities."""
-    n_classes = len(record.get("label_names", ())) or 4  # records before label maps: 4
+    ceiling): one-hot channels are treated as probabilities. ``n_classes`` defaults to the
+    record's label map (4, the BraTS classes, for records written before label maps)."""
+    if n_classes is None:
+        n_classes = len(record.get("label_names", ())) or 4
     onehot = np.stack([classes_ds == c for c in range(n_classes)], axis=-1).astype(np.float32)
     img, _ = probabilities_to_native(onehot, record)
     return img
