@@ -148,6 +148,6 @@ def _fmt(v) -> str:
 
 
 def write_image(img: sitk.Image, path: str | Path) -> None:
-    """Write atomically (compressed for ``.nii.gz``)."""
-    with atomic_path(path) as tmp:
+    """Write atomically (compressed for ``.nii.gz``); HDF5 formats under the HDF5 lock."""
+    with atomic_path(path) as tmp, hdf5_lock(path, write=True):
         sitk.WriteImage(img, str(tmp), useCompression=True)
