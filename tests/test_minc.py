@@ -210,3 +210,20 @@ def test_which_paths_take_the_lock(name, reader, locked_read, locked_write):
     with hdf5.hdf5_lock(name, write=True):
         assert _held_by_someone() is locked_write
     assert imageio.hdf5_lock is hdf5.hdf5_lock and imageio.LOCK is hdf5.LOCK
+
+
+def test_write_image_of_minc_holds_the_lock(monkeypatch, tmp_path):
+    held = []
+    original = sitk.WriteImage
+
+    def spy(*args, **kwargs):
+        held.append(_held_by_someone())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(sitk, "WriteImage", spy)
+    img = sitk.GetImageFromArray(np.arange(24, dtype=np.int16).reshape(2, 3, 4))
+    imageio.write_image(img, tmp_path / "out.mnc")
+    imageio.write_image(img, tmp_path / "out.nii.gz")
+    assert held == [True, False]
+    back = imageio.read_image(tmp_path / "out.mnc", "c01", "t1")
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(img))
