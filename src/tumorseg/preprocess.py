@@ -115,16 +115,27 @@ def _to_canonical(case: str, read: CaseImages, settings: dict, labels: LabelMap)
     return arrays, classes, given_mask, oriented, canonical, resample, keep
 
 
+#: share of negative voxels among the non-zero ones above which data counts as normalised
+NORMALISED_NEGATIVE_SHARE = 0.05
+
+
 def choose_mask_mode(arrays: list[np.ndarray], mode: str) -> str:
-    """``auto`` -> ``nonzero`` for already-normalised data (negative values inside, and an
-    exactly-zero background: every voxel on the volume's faces is 0 in every modality),
-    else ``threshold``. Raw MRI (non-negative) always takes the threshold, as before."""
+    """``auto`` -> ``nonzero`` for already-normalised data (at least 5 % of the non-zero
+    voxels of some modality negative, as in z-scored volumes, and an exactly-zero
+    background: every voxel on the volume's faces is 0 in every modality), else
+    ``threshold``. Raw MRI (non-negative, or a few negative noise voxels) takes the
+    threshold, as before."""
     if mode != "auto":
         return mode
-    negative = any(np.issubdtype(a.dtype, np.signedinteger) or a.dtype.kind == "f" for a in arrays)
-    negative = negative and any(float(a.min()) < 0 for a in arrays)
-    if negative and all(_faces_are_zero(a) for a in arrays):
-        return "nonzero"
+    if not all(_faces_are_zero(a) for a in arrays):
+        return "threshold"
+    for arr in arrays:
+        if arr.dtype.kind not in "if":
+            continue
+        sample = arr.ravel()[:: max(1, arr.size // 2_000_000)]
+        nonzero = np.count_nonzero(sample)
+        if nonzero and np.count_nonzero(sample < 0) >= NORMALISED_NEGATIVE_SHARE * nonzero:
+            return "nonzero"
     return "threshold"
 
 
