@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
-from workflow_helpers import make_workdir, run_snakemake
+from workflow_helpers import ROOT, make_workdir, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +137,11 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
     assert et["ceiling_dice"] == 1  # the reference's own empty ET stays empty
     fg = per_case[(per_case.case == "TCGA-FG-6692") & (per_case.region == "WT")].iloc[0]
     assert fg["ceiling_dice"] > 0.93
+
+
+def test_brats_metrics_unchanged_by_label_maps(tiny_run):
+    """The BraTS preset gives exactly the metrics the workflow gave before label maps were
+    configurable (pinned from the tiny run of that version, on this kind of machine)."""
+    pinned = pd.read_csv(ROOT / "tests/data/tiny_per_case_brats2017.tsv", sep="\t")
+    got = pd.read_csv(tiny_run / "results/metrics/unet/per_case.tsv", sep="\t")
+    pd.testing.assert_frame_equal(got, pinned, check_exact=False, rtol=1e-9, atol=1e-12)

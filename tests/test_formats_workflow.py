@@ -1,0 +1,160 @@
+"""The workflow end to end on the datasets users bring, each from `tumorseg-sheet`: an LGG
+slice collection (binary masks, TIFF in and out), a tissue parcellation with 22
+non-contiguous labels stored as MINC (non-axial voxel order), MHA and NRRD, and BraTS 2023
+and Decathlon folders predicted with a trained model."""
+
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import yaml
+from formats_data import TISSUE_LABELS, TISSUE_VALUES, export, tissue_dataset, write_sheet
+from tumorseg.geometry import Grid
+from tumorseg.slices import find_stack
+from workflow_helpers import make_workdir, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _config(wd, name, data) -> str:
+    (wd / "config" / name).write_text(yaml.safe_dump(data, sort_keys=False))
+    return f"config/{name}"
+
+
+@pytest.fixture(scope="module")
+def lgg_run(tmp_path_factory):
+    wd = make_workdir(tmp_path_factory.mktemp("lgg") / "wf")
+    export("lgg", wd / "data/lgg", "--subjects", "6", "--slice-step", "3")
+    said = write_sheet(wd / "data/lgg", wd / "config/lgg.tsv")
+    assert "label_convention: binary" in said
+    # the sheet and `label_convention: binary` are all it takes (tiny.yaml: a tiny model)
+    cfg = {"demo": {"enabled": False}, "samples": "config/lgg.tsv", "label_convention": "binary"}
+    run_snakemake(wd, "--configfile", "tests/config/tiny.yaml", _config(wd, "lgg.yaml", cfg))
+    return wd
+
+
+def test_lgg_predictions_are_tiff_masks_like_the_input(lgg_run):
+    wd = lgg_run
+    sheet = pd.read_csv(wd / "config/lgg.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert set(sheet["scanner"]) == {"CS", "DU", "HT"}  # the TCGA tissue-source sites
+    for _, row in sheet.iterrows():
+        stack = find_stack((wd / "config" / row["image"]).resolve())
+        pred = wd / "results/predictions/unet" / row["case"]
+        names = sorted(p.name for p in pred.iterdir())
+        assert names == sorted(f"{stack.stem}_{k}_mask.tif" for k in stack.numbers)
+        for k, src in zip(stack.numbers, stack.images, strict=True):
+            mask = sitk.ReadImage(str(pred / f"{stack.stem}_{k}_mask.tif"))
+            assert mask.GetSize() == sitk.ReadImage(str(src)).GetSize()[:2]
+            assert mask.GetNumberOfComponentsPerPixel() == 1
+            assert set(np.unique(sitk.GetArrayFromImage(mask))) <= {0, 255}
+        image = np.load(wd / "results/preprocessed" / row["case"] / "image.npy")
+        assert image.shape == (len(stack.numbers), 128, 128, 3)  # 256 / 2, every slice
+
+
+def test_lgg_metrics_per_patient_and_per_slice(lgg_run):
+    wd = lgg_run
+    per_case = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
+    assert set(per_case["region"]) == {"lesion"}
+    assert {"dice", "sensitivity", "specificity", "slice_dice", "ceiling_dice"} <= set(per_case)
+    assert per_case["slice_dice"].between(0, 1).all()
+    assert (per_case["ceiling_dice"] > 0.9).all(), per_case[["case", "ceiling_dice"]]
+    splits = pd.read_csv(wd / "results/splits/splits.tsv", sep="\t")
+    assert set(splits.loc[splits["split"] == "train", "scanner"]) == {"CS", "DU", "HT"}
+    history = pd.read_csv(wd / "results/models/unet/history.csv")
+    assert {"val_dice_lesion", "val_dice_mean"} <= set(history)
+    comparison = pd.read_csv(wd / "results/metrics/comparison.tsv", sep="\t")
+    assert list(comparison["region"]) == ["lesion"]
+    for png in ("boxplots.png", "overlays.png"):
+        assert (wd / "results/metrics/unet" / png).stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def tissue_run(tmp_path_factory):
+    wd = make_workdir(tmp_path_factory.mktemp("tissue") / "wf")
+    sheet = tissue_dataset(wd / "data")
+    cfg = {
+        "demo": {"enabled": False},
+        "samples": str(sheet.relative_to(wd)),
+        "modalities": ["t1"],
+        "label_convention": "custom",
+        "labels": TISSUE_LABELS,
+        "preprocess": {
+            "canonical": {"size": [120, 120, 80], "spacing": [2.0, 2.0, 2.0]},
+            "crop": {"size": [96, 96]},
+        },
+    }
+    run_snakemake(wd, "--configfile", "tests/config/tiny.yaml", _config(wd, "tissue.yaml", cfg))
+    return wd
+
+
+def test_tissue_labels_from_minc_mha_nrrd_land_on_each_input_grid(tissue_run):
+    wd = tissue_run
+    sheet = pd.read_csv(wd / "data/tissue.tsv", sep="\t", dtype=str)
+    minc_dirs = set()
+    for _, row in sheet.iterrows():
+        t1 = wd / "data" / row["t1"]
+        grid = Grid.from_file(t1)
+        if t1.suffix == ".mnc":
+            minc_dirs.add(grid.orientation)
+        pred = nib.load(wd / f"results/predictions/unet/{row['case']}_seg.nii.gz")
+        assert pred.shape == grid.size
+        np.testing.assert_allclose(pred.affine, grid.affine_ras(), atol=1e-4)
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, *TISSUE_VALUES}
+        ceiling = sitk.ReadImage(str(wd / f"results/ceiling/{row['case']}_seg.nii.gz"))
+        assert Grid.from_image(ceiling).same_as(grid)
+    assert minc_dirs and "LPS" not in minc_dirs  # MINC stored in a non-axial voxel order
+
+
+def test_tissue_metrics_follow_the_map_and_agree_across_formats(tissue_run):
+    per_case = pd.read_csv(tissue_run / "results/metrics/unet/per_case.tsv", sep="\t")
+    assert list(per_case["region"].drop_duplicates()) == list(TISSUE_LABELS)  # map order
+    assert per_case.groupby("case").size().eq(len(TISSUE_VALUES)).all()
+    assert per_case["ceiling_dice"].mean() > 0.85
+    # the same scans stored as MINC, MHA and NRRD score the same, to the last digit
+    per_case["anatomy"] = per_case["case"].str.split("_", n=1).str[1]
+    cols = ["dice", "hd95", "volume_ref", "ceiling_dice"]
+    for _, group in per_case.groupby(["anatomy", "region"]):
+        assert len(group) == 3
+        np.testing.assert_allclose(group[cols].to_numpy(), group[cols].iloc[[0] * 3], rtol=1e-9)
+    history = pd.read_csv(tissue_run / "results/models/unet/history.csv")
+    assert {f"val_dice_{name}" for name in TISSUE_LABELS} <= set(history)
+    model = tissue_run / "results/models/unet/summary.txt"
+    assert "tissue51" in model.read_text()
+
+
+@pytest.mark.parametrize(
+    ("layout", "convention", "written"),
+    [("brats2023", "brats2023", {0, 1, 2, 3}), ("decathlon", "decathlon", {0, 1, 2, 3})],
+)
+def test_brats2023_and_decathlon_folders_with_a_trained_model(
+    tiny_run, tmp_path, layout, convention, written
+):
+    wd = make_workdir(tmp_path / "wf")
+    export(layout, wd / "data", "--subjects", "2", "--shrink", "2", "--unlabelled", "1")
+    said = write_sheet(wd / "data", wd / "config/samples.tsv")
+    assert f"label_convention: {convention}" in said
+    model = tmp_path / "unet.keras"
+    shutil.copy(tiny_run / "results/models/unet/model.keras", model)
+    cfg = {
+        "demo": {"enabled": False},
+        "samples": "config/samples.tsv",
+        "label_convention": convention,
+        "pretrained": {"unet": str(model)},
+        "split": {"ratios": {"train": 0.0, "val": 0.0, "test": 1.0}},
+    }
+    run_snakemake(wd, "--configfile", "tests/config/tiny.yaml", _config(wd, "run.yaml", cfg))
+    sheet = pd.read_csv(wd / "config/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    image_col = "image" if layout == "decathlon" else "t1ce"
+    for _, row in sheet.iterrows():
+        ref = nib.load(wd / "config" / row[image_col])
+        pred = nib.load(wd / f"results/predictions/unet/{row['case']}_seg.nii.gz")
+        assert pred.shape == ref.shape[:3]
+        np.testing.assert_allclose(pred.affine, ref.affine, atol=1e-4)
+        assert set(np.unique(np.asarray(pred.dataobj))) <= written
+    per_case = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
+    labelled = sheet.loc[sheet["seg"] != "", "case"]
+    assert set(per_case["case"]) == set(labelled) and len(per_case) == 3 * len(labelled)
+    assert (per_case.loc[per_case["region"] == "WT", "ceiling_dice"] > 0.9).all()
