@@ -12,9 +12,10 @@ import pytest
 import SimpleITK as sitk
 import yaml
 from formats_data import TISSUE_LABELS, TISSUE_VALUES, export, tissue_dataset, write_sheet
+from workflow_helpers import make_workdir, run_snakemake
+
 from tumorseg.geometry import Grid
 from tumorseg.slices import find_stack
-from workflow_helpers import make_workdir, run_snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from tumorseg import labels
 from tumorseg.errors import InputError
 from tumorseg.labels import LabelMap, spec_from_config
@@ -106,9 +107,8 @@ def test_more_than_twenty_classes_downsample_and_resample():
 )
 def test_config_checks_the_label_map(extra, message):
     import yaml
-    from jsonschema import Draft202012Validator
-
     from conftest import ROOT
+    from jsonschema import Draft202012Validator
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     config = {"models": {"unet": {}}, **extra}

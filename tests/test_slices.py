@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from synth import preprocess
+
 from tumorseg import geometry as geo
 from tumorseg import slices
 from tumorseg.errors import InputError
