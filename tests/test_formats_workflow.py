@@ -44,7 +44,7 @@ def test_lgg_predictions_are_tiff_masks_like_the_input(lgg_run):
     for _, row in sheet.iterrows():
         stack = find_stack((wd / "config" / row["image"]).resolve())
         pred = wd / "results/predictions/unet" / row["case"]
-        names = sorted(p.name for p in pred.iterdir())
+        names = sorted(p.name for p in pred.iterdir() if not p.name.startswith("."))
         assert names == sorted(f"{stack.stem}_{k}_mask.tif" for k in stack.numbers)
         for k, src in zip(stack.numbers, stack.images, strict=True):
             mask = sitk.ReadImage(str(pred / f"{stack.stem}_{k}_mask.tif"))
