@@ -18,6 +18,7 @@ from .atomic import atomic_path
 from .errors import InputError
 from .labels import as_label_map, class_colours
 from .metrics import CASE_COLUMNS, METRICS
+from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +62,8 @@ _SPLIT_COLOURS = {
 }
 
 
-def _write_tsv(df: pd.DataFrame, out_path: str) -> None:
-    with atomic_path(out_path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, na_rep="NA")
-
-
-def _read_tsv(path: str, what: str) -> pd.DataFrame:
-    if not Path(path).is_file():
-        raise InputError(f"{what} not found", path=path)
-    try:
-        return pd.read_csv(path, sep="\t", dtype={"case": str, "subject": str, "scanner": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read {what} as TSV ({err})", path=path) from None
-
-
 def _read_splits(splits_tsv: str) -> pd.DataFrame:
-    if not Path(splits_tsv).is_file():
-        raise InputError("split table not found", path=splits_tsv)
-    splits = pd.read_csv(splits_tsv, sep="\t", dtype=str, keep_default_na=False)
+    splits = read_tsv(splits_tsv, "split table", text=True)
     missing = [c for c in ("case", "subject", "scanner", "split") if c not in splits.columns]
     if missing:
         raise InputError(f"split table lacks the columns {missing}", path=splits_tsv)
@@ -109,7 +94,7 @@ def per_case(
     splits = _read_splits(splits_tsv)
     frames = []
     for path in case_tsvs:
-        df = _read_tsv(path, "per-case metrics")
+        df = read_tsv(path, "per-case metrics")
         missing = [c for c in ("case", "region", *METRICS) if c not in df.columns]
         if missing:
             raise InputError(f"per-case metrics lack the columns {missing}", path=path)
@@ -139,7 +124,7 @@ def per_case(
     )
     extra = [c for c in table.columns if c not in PER_CASE_COLUMNS]
     table = table[[*PER_CASE_COLUMNS, *extra]].reset_index(drop=True)
-    _write_tsv(table, out_path)
+    write_tsv(table, out_path)
     log.info("%d cases, %d rows -> %s", table["case"].nunique(), len(table), out_path)
     return table
 
@@ -259,7 +244,7 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
     """
     tables = {}
     for model, path in per_case_tsvs.items():
-        table = _read_tsv(path, f"per-case table of run {model}")
+        table = read_tsv(path, f"per-case table of run {model}")
         missing = [c for c in ("case", "scanner", "split", "region", "dice") if c not in table]
         if missing:
             raise InputError(f"per-case table lacks the columns {missing}", path=path)
@@ -271,8 +256,8 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
         if parts
         else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     )
-    _write_tsv(stats, out_summary)
-    _write_tsv(compare(tables), out_comparison)
+    write_tsv(stats, out_summary)
+    write_tsv(compare(tables), out_comparison)
 
 
 # --------------------------------------------------------------------------- pictures
@@ -332,7 +317,7 @@ def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
     then per scanner for each region; one colour per split."""
     from matplotlib.patches import Patch
 
-    table = _read_tsv(per_case_tsv, "per-case table")
+    table = read_tsv(per_case_tsv, "per-case table")
     table = table[table["split"] != "predict"] if "split" in table else table
     if table.empty:
         _message_figure(out_png, f"{model}: no labelled cases were scored")
@@ -456,7 +441,7 @@ def plot_overlays(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    table = _read_tsv(per_case_tsv, "per-case table")
+    table = read_tsv(per_case_tsv, "per-case table")
     picks, fallback = pick_cases(table, split, cases)
     if not picks:
         _message_figure(out_png, "no labelled case to show")

@@ -1,0 +1,52 @@
+"""The one reader and writer of the workflow's TSV tables, and its JSON writer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+from .errors import InputError
+
+#: columns always read as strings (IDs that may look like numbers)
+ID_COLUMNS = ("case", "subject", "scanner")
+
+
+def read_tsv(path: str | Path, what: str, *, text: bool = False) -> pd.DataFrame:
+    """Read a TSV table, raising :class:`InputError` (naming ``what``) when it is missing
+    or cannot be parsed.
+
+    With ``text`` every cell is a stripped string (empty cells ``''``, ``#`` starts a
+    comment, column names stripped): user-written tables such as sample sheets and pinned
+    splits. Without it numbers are parsed (empty cells and ``NA`` become NaN) and only
+    :data:`ID_COLUMNS` are kept as strings: the workflow's own metric tables.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found", path=path)
+    if text:
+        options = {"dtype": str, "keep_default_na": False, "comment": "#"}
+    else:
+        options = {"dtype": dict.fromkeys(ID_COLUMNS, str)}
+    try:
+        df = pd.read_csv(path, sep="\t", **options)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot parse the {what} as TSV ({err})", path=path) from None
+    if not text:
+        return df
+    df.columns = [str(c).strip() for c in df.columns]
+    return df.apply(lambda col: col.str.strip())
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path, na_rep: str = "NA") -> None:
+    """Write ``df`` atomically as TSV (no index, ``\\n`` line ends, missing values ``na_rep``)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, na_rep=na_rep, lineterminator="\n")
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write ``obj`` atomically as indented JSON with sorted keys."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
