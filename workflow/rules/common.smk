@@ -6,6 +6,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from tumorseg import demo  # noqa: E402
+from tumorseg.code_digest import script_digests  # noqa: E402
 from tumorseg.labels import spec_from_config  # noqa: E402
 from tumorseg.slices import is_stack  # noqa: E402
 from tumorseg.workflow_config import (  # noqa: E402
@@ -33,6 +34,11 @@ PREPROCESS = preprocess_settings(config, STACKS)
 PRED = "results/predictions/{model}/{case}" + ("" if STACKS else "_seg.nii.gz")
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
 DEMO_DIR = config["demo"]["outdir"]
+# per step script: a digest of the package modules it imports (rule param `code`), so an
+# edit to src/tumorseg reruns the jobs that run the edited code
+CODE = script_digests(
+    Path(workflow.basedir) / "workflow" / "scripts", Path(workflow.basedir) / "src"
+)
 
 
 wildcard_constraints:

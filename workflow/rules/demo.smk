@@ -29,22 +29,6 @@ if config["demo"]["enabled"]:
             outdir=lambda w, output: str(Path(output.seg).parents[1]),
             seed=config["demo"]["seed"],
             modalities=config["modalities"],
+            code=CODE["demo_case"],
         script:
             "../scripts/demo_case.py"
-
-    rule demo_sheet:
-        output:
-            f"{DEMO_DIR}/samples.tsv",
-        log:
-            "logs/demo/sheet.log",
-        localrule: True
-        conda:
-            "../../envs/imaging.yaml"
-        params:
-            n_scanners=config["demo"]["n_scanners"],
-            n_subjects=config["demo"]["n_subjects"],
-            n_second_sessions=config["demo"]["n_second_sessions"],
-            n_unlabelled=config["demo"]["n_unlabelled"],
-            modalities=config["modalities"],
-        script:
-            "../scripts/demo_sheet.py"

@@ -15,6 +15,7 @@ rule ceiling:
         runtime=5,
     params:
         labels=LABELS,
+        code=CODE["ceiling"],
     script:
         "../scripts/ceiling.py"
 
@@ -37,6 +38,7 @@ rule evaluate:
     params:
         labels=LABELS,
         slice_metrics=STACKS,
+        code=CODE["evaluate"],
     script:
         "../scripts/evaluate.py"
 
@@ -78,6 +80,7 @@ rule aggregate:
     params:
         labels=LABELS,
         overlay_cases=LABELLED,
+        code=CODE["aggregate"],
     script:
         "../scripts/aggregate.py"
 
@@ -103,5 +106,6 @@ rule summarise:
         "../../envs/imaging.yaml"
     params:
         models=list(RUNS),
+        code=CODE["summarise"],
     script:
         "../scripts/summarise.py"

@@ -27,5 +27,6 @@ rule predict:
     params:
         labels=LABELS,
         batch_size=config["predict"]["batch_size"],
+        code=CODE["predict"],
     script:
         "../scripts/predict.py"

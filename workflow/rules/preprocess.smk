@@ -8,6 +8,7 @@ rule sample_sheet:
         "../../envs/imaging.yaml"
     params:
         table=SAMPLES[["case", "subject", "scanner", "labelled"]].to_dict("list"),
+        code=CODE["sample_sheet"],
     script:
         "../scripts/sample_sheet.py"
 
@@ -32,6 +33,7 @@ rule preprocess:
         runtime=10,
     params:
         settings=PREPROCESS,
+        code=CODE["preprocess"],
     script:
         "../scripts/preprocess.py"
 
@@ -52,6 +54,8 @@ rule preprocess_summary:
     localrule: True
     conda:
         "../../envs/imaging.yaml"
+    params:
+        code=CODE["preprocess_summary"],
     script:
         "../scripts/preprocess_summary.py"
 
@@ -77,5 +81,7 @@ rule qc:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=CODE["qc"],
     script:
         "../scripts/qc.py"

@@ -24,5 +24,6 @@ rule split:
         seed=config["split"]["seed"],
         cv_folds=config["split"]["cv_folds"],
         pinned=config["split"]["pinned"],
+        code=CODE["split"],
     script:
         "../scripts/split.py"

@@ -38,5 +38,6 @@ rule train:
         preprocessed_dir=lambda w, input: str(Path(input.preprocessed).parent),
         checkpoint_dir=lambda w: f"results/checkpoints/{w.model}",
         tensorboard_dir=lambda w: f"results/models/{w.model}/tensorboard",
+        code=CODE["train"],
     script:
         "../scripts/train.py"
