@@ -6,13 +6,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 import SimpleITK as sitk
 
 from tumorseg import demo
 from tumorseg.errors import InputError
-from tumorseg.sheet import complete_sheet, read_sheet, scanner_from_case
+from tumorseg.sheet import complete_sheet, scanner_from_case
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261122
@@ -313,30 +312,23 @@ def test_write_case_rejects_unknown_modality(tmp_path):
 # --------------------------------------------------------------------------- sheet
 
 
-def test_write_sheet(table, tmp_path):
+def test_the_workflow_sheet_points_at_the_files_write_case_writes(table, tmp_path):
+    from tumorseg.workflow_config import demo_sheet
+
     outdir = tmp_path / "demo"
-    sheet = outdir / "samples.tsv"
-    demo.write_sheet(table, str(outdir), str(sheet))
-    df = read_sheet(sheet)
+    config = {"demo": DEFAULTS, "modalities": list(demo.MODALITIES)}
+    df = demo_sheet(config)
     assert list(df.columns) == ["case", "subject", "scanner", "flair", "t1", "t1ce", "t2", "seg"]
     assert list(df["case"]) == list(table["case"])
-    row = df.set_index("case").loc["siteB_sub002_ses1"]
-    assert row["t1ce"] == "siteB_sub002_ses1/siteB_sub002_ses1_t1ce.nii.gz"
-    assert row["seg"] == "siteB_sub002_ses1/siteB_sub002_ses1_seg.nii.gz"
     assert (df.loc[df.case.str.contains("sub019"), "seg"] == "").all()
-    assert (df.loc[~df.case.str.contains("sub019"), "seg"] != "").all()
     done = complete_sheet(df, outdir, list(demo.MODALITIES), REGEX, check_files=False)
-    assert done.loc["siteC_sub003_ses1", "flair"] == str(
-        (outdir / "siteC_sub003_ses1" / "siteC_sub003_ses1_flair.nii.gz").resolve()
-    )
     assert done["labelled"].sum() == 24
-    # a sheet elsewhere points back to the cases' folder
-    elsewhere = tmp_path / "config" / "sheet.tsv"
-    demo.write_sheet(table, str(outdir), str(elsewhere), modalities=("t2",))
-    df = read_sheet(elsewhere)
-    assert list(df.columns) == ["case", "subject", "scanner", "t2", "seg"]
-    assert df["t2"].iloc[0] == "../demo/siteA_sub001_ses1/siteA_sub001_ses1_t2.nii.gz"
-    assert [p.name for p in elsewhere.parent.iterdir()] == ["sheet.tsv"]  # no temp file left
+    for rec in table.itertuples(index=False):
+        paths = demo.case_paths(rec.case, outdir, bool(rec.labelled))
+        for key in [*demo.MODALITIES, "seg"]:
+            assert done.loc[rec.case, key] == (
+                str(Path(paths[key]).resolve()) if key in paths else ""
+            )
 
 
 @pytest.fixture
@@ -352,21 +344,10 @@ def root_logging():
     root.setLevel(level)
 
 
-def test_sheet_and_case_scripts(cases, tmp_path, root_logging):
-    """The step scripts, run as Snakemake would (a `snakemake` object in their globals)."""
+def test_case_script(cases, tmp_path, root_logging):
+    """The step script, run as Snakemake would (a `snakemake` object in its globals)."""
     scripts = ROOT / "workflow" / "scripts"
     outdir = tmp_path / "demo"
-    smk = SimpleNamespace(
-        scriptdir=str(scripts),
-        log=[str(tmp_path / "sheet.log")],
-        output=[str(outdir / "samples.tsv")],
-        params=SimpleNamespace(
-            outdir=str(outdir), modalities=["flair", "t1", "t1ce", "t2"], **DEFAULTS
-        ),
-    )
-    runpy.run_path(str(scripts / "demo_sheet.py"), init_globals={"snakemake": smk})
-    assert len(pd.read_csv(outdir / "samples.tsv", sep="\t")) == 25
-
     smk = SimpleNamespace(
         scriptdir=str(scripts),
         log=[str(tmp_path / "case.log")],

@@ -535,39 +535,3 @@ def write_case(
             sitk.WriteImage(_image(label, grid), str(tmp), True)
     return paths
 
-
-def write_sheet(table: pd.DataFrame, outdir: str, path: str, modalities=MODALITIES) -> None:
-    """Write the demo's sample sheet (TSV, atomically): ``case``, ``subject``, ``scanner``,
-    one column per modality and ``seg`` ('' when unlabelled), paths relative to the sheet's
-    folder."""
-    modalities = _check_modalities(modalities)
-    missing = [c for c in ("case", "subject", "scanner", "labelled") if c not in table.columns]
-    if missing:
-        raise InputError(f"the demo case table lacks the columns {missing}", path=path)
-    sheet_dir = Path(os.path.abspath(path)).parent
-    rows = []
-    for rec in table.itertuples(index=False):
-        paths = case_paths(rec.case, os.path.abspath(outdir), bool(rec.labelled), modalities)
-        row = {"case": rec.case, "subject": rec.subject, "scanner": rec.scanner}
-        for key in [*modalities, "seg"]:
-            row[key] = (
-                Path(os.path.relpath(paths[key], sheet_dir)).as_posix() if key in paths else ""
-            )
-        rows.append(row)
-    sheet = pd.DataFrame(rows, columns=["case", "subject", "scanner", *modalities, "seg"])
-    with atomic_path(path) as tmp:
-        sheet.to_csv(tmp, sep="\t", index=False)
-
-
-def write_demo_sheet(
-    path: str,
-    outdir: str,
-    n_scanners: int,
-    n_subjects: int,
-    n_second_sessions: int,
-    n_unlabelled: int,
-    modalities=MODALITIES,
-) -> None:
-    """:func:`case_table` from the config's ``demo`` values, written by :func:`write_sheet`."""
-    table = case_table(n_scanners, n_subjects, n_second_sessions, n_unlabelled)
-    write_sheet(table, outdir, path, modalities)
