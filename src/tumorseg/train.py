@@ -36,11 +36,13 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path
+from .resources import RUNTIME_KEYS
+from .tables import write_json
 
 log = logging.getLogger("tumorseg.train")
 
 #: settings that only size the job, not what it computes (left out of the fingerprint)
-RESOURCE_KEYS = ("threads", "mem_mb", "runtime")
+RESOURCE_KEYS = RUNTIME_KEYS
 
 
 def history_metrics(labels) -> tuple[str, ...]:
@@ -117,11 +119,6 @@ def _fingerprint(settings: dict, extra: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _write_json(path: Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-
-
 class Checkpoints:
     """Per-epoch checkpoint folders with an atomically switched ``latest.json`` pointer."""
 
@@ -141,7 +138,7 @@ class Checkpoints:
                 )
                 self.clear()
                 self.folder.mkdir(parents=True, exist_ok=True)
-        _write_json(fp_path, {"hash": fingerprint})
+        write_json(fp_path, {"hash": fingerprint})
         self._prune()
 
     def latest(self) -> tuple[dict, Path] | None:
@@ -166,7 +163,7 @@ class Checkpoints:
         (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
         _fsync_dir(tmp)
         os.replace(tmp, final)
-        _write_json(self.folder / "latest.json", {"folder": name})
+        write_json(self.folder / "latest.json", {"folder": name})
         self._prune()
 
     def _prune(self) -> None:

@@ -8,14 +8,13 @@ import pandas as pd
 
 from . import demo, labels
 from .errors import InputError
+from .resources import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported for common.smk
 from .sheet import complete_sheet, read_sheet
 
 #: the BraTS modality columns (the default `modalities` of a sheet with one file each)
 BRATS_MODALITIES = ["flair", "t1", "t1ce", "t2"]
 #: default `image_channels`: a 4D Decathlon file, and an LGG slice stack's RGB channels
 DEFAULT_CHANNELS = {"4d": ["flair", "t1", "t1ce", "t2"], "stack": ["t1", "flair", "t1ce"]}
-#: settings that only size a job, not what it computes
-RUNTIME_KEYS = ("threads", "mem_mb", "runtime")
 
 
 def check_config(config: dict) -> None:
