@@ -24,7 +24,7 @@ from workflow_helpers import (
 pytestmark = pytest.mark.slow
 
 TINY = "tests/config/tiny.yaml"
-UPSTREAM = {"demo_case", "demo_sheet", "sample_sheet", "split"}
+UPSTREAM = {"demo_case", "sample_sheet", "split"}
 
 
 def plan(workdir: Path, *configfiles: str) -> list[tuple[str, dict[str, str]]]:
@@ -128,6 +128,19 @@ def test_a_changed_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, 
     )
     assert counts(jobs) == expected, counts(jobs)
     assert {w["case"] for r, w in jobs if r in ("preprocess", "qc", "ceiling")} == {case}
+
+
+def test_an_edit_to_a_package_module_reruns_the_jobs_that_run_it(tiny_run, tmp_path):
+    # metrics.py runs in evaluate, and in aggregate and summarise (through tumorseg.aggregate)
+    workdir = copy_workdir(tiny_run, tmp_path / "wf")
+    module = workdir / "src/tumorseg/metrics.py"
+    source = module.read_text()
+    module.write_text(source + "\n# a comment: no new code\n")
+    assert plan(workdir) == []
+    module.write_text(source + "\n_EDITED = True\n")
+    jobs = plan(workdir)
+    expected = Counter(evaluate=cases(tiny_run)[1], aggregate=1, summarise=1, all=1)
+    assert counts(jobs) == expected, counts(jobs)
 
 
 @pytest.fixture(scope="module")
