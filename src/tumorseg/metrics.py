@@ -232,24 +232,20 @@ def _read_label(path: str, labels, case: str):
     return image, classes
 
 
-def _grid(image) -> dict:
-    return {
-        "size": tuple(image.GetSize()),
-        "spacing": tuple(image.GetSpacing()),
-        "origin": tuple(image.GetOrigin()),
-        "direction": tuple(image.GetDirection()),
-    }
-
-
 def _check_same_grid(case: str, path_a: str, image_a, path_b: str, image_b) -> None:
-    a, b = _grid(image_a), _grid(image_b)
+    from .geometry import Grid
+
+    a, b = Grid.from_image(image_a), Grid.from_image(image_b)
+    if a.same_as(b, tol=_GRID_TOL):
+        return
     problems = []
-    if a["size"] != b["size"]:
-        problems.append(f"size {a['size']} vs {b['size']}")
+    if a.size != b.size:
+        problems.append(f"size {a.size} vs {b.size}")
     for key in ("spacing", "origin", "direction"):
-        if not np.allclose(a[key], b[key], rtol=0, atol=_GRID_TOL):
-            fa = tuple(round(v, 6) for v in a[key])
-            fb = tuple(round(v, 6) for v in b[key])
+        va, vb = getattr(a, key), getattr(b, key)
+        if not np.allclose(va, vb, rtol=0, atol=_GRID_TOL):
+            fa = tuple(round(v, 6) for v in va)
+            fb = tuple(round(v, 6) for v in vb)
             problems.append(f"{key} {fa} vs {fb}")
     if problems:
         raise InputError(
