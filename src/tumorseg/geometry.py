@@ -466,3 +466,45 @@ def labels_to_native(classes_ds: np.ndarray, record: dict, n_classes: int | None
 def load_geometry(path: str | Path) -> dict:
     """A case's geometry record (``geometry.json``)."""
     return json.loads(Path(path).read_text())
+
+
+def _crop_box_grid(canonical: Grid, start, size) -> Grid:
+    """The crop box as a grid of its own (a sub-grid of the canonical grid)."""
+    origin = canonical.affine_lps()[:3] @ np.array([start[0], start[1], 0, 1.0])
+    return Grid(
+        size=(int(size[0]), int(size[1]), canonical.size[2]),
+        spacing=canonical.spacing,
+        origin=tuple(float(v) for v in origin),
+        direction=canonical.direction,
+    )
+
+
+def values_to_native(values_ds: np.ndarray, record: dict) -> sitk.Image:
+    """An intensity image on the downsampled cropped grid (z', y', x') -> float32 image on
+    the native grid (image translation): linear upsampling to the cropped grid, 0 outside
+    the crop, linear resampling to the reoriented native grid where the forward step
+    resampled, the reorientation undone; raises :class:`GeometryError` off the grid."""
+    native = Grid.from_dict(record["native"])
+    oriented = Grid.from_dict(record["oriented"])
+    canonical = Grid.from_dict(record["canonical"])
+    start, size = record["crop"]["start"], record["crop"]["size"]
+    expected = tuple(record["downsampled_shape_zyx"])
+    if tuple(values_ds.shape) != expected:
+        raise GeometryError(f"values have shape {values_ds.shape}, the grid is {expected}")
+    cropped_shape = (canonical.shape_zyx[0], size[1], size[0])
+    up = upsample_linear(values_ds, record["downsample"], cropped_shape)
+    if record["resampled"]:
+        box = _crop_box_grid(canonical, start, size).apply(sitk.GetImageFromArray(up))
+        ref = oriented.reference(sitk.sitkFloat32)
+        out = sitk.Resample(box, ref, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    else:
+        full = np.zeros(canonical.shape_zyx, dtype=np.float32)
+        full[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = up
+        out = oriented.apply(sitk.GetImageFromArray(full))
+    out = reorient(out, native.orientation)
+    if not Grid.from_image(out).same_as(native):
+        raise GeometryError(
+            f"case {record.get('case')}: the image landed on {Grid.from_image(out)} instead "
+            f"of the native grid {native}"
+        )
+    return native.apply(out)

@@ -117,13 +117,18 @@ def build_model(
     n_classes: int = 4,
     input_size: int | None = None,
     dtype_policy: str | None = None,
+    output: str = "softmax",
 ) -> keras.Model:
     """Build the model described by ``settings`` (one entry of config ``models``).
 
     ``input_size`` fixes the slice size (None: any size; a U-Net needs sizes divisible by
     ``2**depth``). ``dtype_policy`` (e.g. ``"mixed_float16"``) applies to every layer but the
-    final softmax, which always computes in float32. The model is not compiled.
+    final activation, which always computes in float32. ``output``: ``softmax`` (class
+    probabilities, segmentation) or ``linear`` (``n_classes`` regression channels, image
+    translation). The model is not compiled.
     """
+    if output not in ("softmax", "linear"):
+        raise InputError(f"unknown model output {output!r}; choose softmax or linear")
     arch = settings["architecture"]
     if arch == "unet" and input_size is not None:
         factor = 2 ** int(settings["depth"])
@@ -149,7 +154,8 @@ def build_model(
         dtype=dtype,
         name="logits",
     )(x)
-    outputs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    name = "probabilities" if output == "softmax" else "synthetic"
+    outputs = layers.Activation(output, dtype="float32", name=name)(x)
     return keras.Model(inputs, outputs, name=arch)
 
 

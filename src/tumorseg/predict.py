@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -178,3 +179,105 @@ def ceiling_case(
     label = np.load(label_npy, allow_pickle=False)
     classes = geo.labels_to_native(label, record, labels.n_classes)
     write_segmentation(classes, reference, case, labels, out_seg, slice_files=False)
+
+
+# ------------------------------------------------------------------ image translation
+
+
+def native_brain(case: str, inputs: list[str], record: dict, mask_path=None, threshold=0.01):
+    """The brain mask on the native grid, by the rule preprocessing used for the case (its
+    ``brain_mask`` mode, or the given mask file), from the native input files."""
+    from .brainmask import mask_of
+    from .imageio import read_image
+
+    if record.get("brain_mask") == "file" or mask_path:
+        if not mask_path:
+            raise InputError("the case was preprocessed with a mask file; none was given", case)
+        return sitk.GetArrayFromImage(read_image(mask_path, case, "mask")) != 0
+    images = [read_image(p, case, mod) for p, mod in zip(inputs, record["modalities"], strict=True)]
+    arrays = [sitk.GetArrayViewFromImage(img) for img in images]
+    mask, _ = mask_of(arrays, record.get("brain_mask", "threshold"), threshold)
+    return mask
+
+
+def write_intensity(values: sitk.Image, reference: str, case: str, out_path: str) -> None:
+    """Write a float32 image on the native grid and check it against the reference."""
+    values = sitk.Cast(values, sitk.sitkFloat32)
+    with atomic_path(out_path) as tmp:
+        sitk.WriteImage(values, str(tmp), useCompression=True)
+        check_written(tmp, reference, case, geo.Grid.from_image(values))
+
+
+def _to_native_intensity(values_ds, record, brain, scale=None) -> sitk.Image:
+    img = geo.values_to_native(np.asarray(values_ds, dtype=np.float32), record)
+    arr = sitk.GetArrayFromImage(img)
+    if arr.shape != brain.shape:
+        raise geo.GeometryError(f"brain mask {brain.shape} differs from the image {arr.shape}")
+    if scale is not None:  # back to the training data's target intensities
+        arr = arr * np.float32(scale["std"]) + np.float32(scale["mean"])
+    arr[~brain] = 0.0
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(img)
+    return out
+
+
+def predict_translation_case(
+    case: str,
+    model_path: str,
+    image_npy: str,
+    geometry_json: str,
+    inputs: list[str],
+    batch_size: int,
+    out_path: str,
+    mask_path: str | None = None,
+    brain_threshold: float = 0.01,
+    scale_json: str | None = None,
+    threads: int = 2,
+    model=None,
+) -> dict[str, float]:
+    """Synthesise the target of one case and write it on the native grid of its first
+    input (float32, target z-scores inside the brain, 0 outside; with ``scale_json`` the
+    training data's target intensities)."""
+    times = {}
+    t0 = time.perf_counter()
+    record = load_geometry(geometry_json)
+    native_reference(inputs[0], case, record)
+    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
+    brain = native_brain(case, inputs, record, mask_path, brain_threshold)
+    times["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if model is None:
+        _configure_threads(threads)
+        model = load_model(model_path)
+    values = predict_probabilities(model, image, batch_size)[..., 0]
+    times["model"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scale = json.loads(Path(scale_json).read_text()) if scale_json else None
+    out = _to_native_intensity(values, record, brain, scale)
+    times["inversion"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_intensity(out, inputs[0], case, out_path)
+    times["write"] = time.perf_counter() - t0
+    log.info(
+        "case %s: synthesised in %s", case, ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+    )
+    return times
+
+
+def translation_ceiling_case(
+    case: str,
+    target_npy: str,
+    geometry_json: str,
+    inputs: list[str],
+    out_path: str,
+    mask_path: str | None = None,
+    brain_threshold: float = 0.01,
+) -> None:
+    """The real target after preprocessing, sent back to native space like a prediction."""
+    record = load_geometry(geometry_json)
+    if not record.get("has_target"):
+        raise InputError("the case has no target, so it has no resolution ceiling", case)
+    native_reference(inputs[0], case, record)
+    brain = native_brain(case, inputs, record, mask_path, brain_threshold)
+    target = np.load(target_npy, allow_pickle=False)
+    write_intensity(_to_native_intensity(target, record, brain), inputs[0], case, out_path)

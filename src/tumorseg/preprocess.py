@@ -33,6 +33,7 @@ class CaseImages:
     seg: sitk.Image | None
     mask: sitk.Image | None
     stack: bool
+    has_target: bool = False  # translation: the target is the last of ``images``
 
 
 def read_inputs(case: str, inputs: dict, settings: dict, threads: int = 1) -> CaseImages:
@@ -51,10 +52,18 @@ def read_inputs(case: str, inputs: dict, settings: dict, threads: int = 1) -> Ca
         seg_img = read_image(seg, case, "seg") if seg else None
     native = geo.Grid.from_image(images[0])
     mask_img = read_image(mask, case, "mask") if mask else None
-    for role, path, img in (("seg", seg, seg_img), ("mask", mask, mask_img)):
+    target = inputs.get("target") or None
+    target_img = read_image(target, case, settings["target"]) if target else None
+    for role, path, img in (
+        ("seg", seg, seg_img),
+        ("mask", mask, mask_img),
+        (settings.get("target"), target, target_img),
+    ):
         if img is not None:
             check_same_grid(case, mods[0], image_file, native, role, path, img)
-    return CaseImages(images, image_file, seg, seg_img, mask_img, stack)
+    if target_img is not None:
+        images = [*images, target_img]
+    return CaseImages(images, image_file, seg, seg_img, mask_img, stack, target_img is not None)
 
 
 def _to_canonical(case: str, read: CaseImages, settings: dict, labels: LabelMap):
@@ -148,10 +157,14 @@ def _normalised_channel(case, mod, arr, mask_c, brain_frac, start, crop_size, fa
 
 
 def _slice_table(case, brain_ds, label, labelled: bool, n_classes: int) -> pd.DataFrame:
+    """Brain voxels and voxels per class of every slice; for translation (``n_classes``
+    0) whether the case has a target."""
     n = brain_ds.shape[0]
     slices = pd.DataFrame(
         {"case": case, "slice": np.arange(n), "brain_voxels": brain_ds.sum(axis=(1, 2))}
     )
+    if not n_classes:
+        slices["has_target"] = int(labelled)
     for c in range(n_classes):
         counts = (label == c).sum(axis=(1, 2)) if labelled else [pd.NA] * n
         slices[f"voxels_{c}"] = pd.array(counts, dtype="Int64")
@@ -174,12 +187,16 @@ def preprocess_case(
     (see ``workflow/rules/preprocess.smk``). ``outputs``: paths ``image``, ``label``,
     ``slices``, ``geometry``. Returns the geometry record.
     """
-    labels = as_label_map(settings["labels"])
+    translation = bool(settings.get("target"))
+    labels = None if translation else as_label_map(settings["labels"])
     read = read_inputs(case, inputs, settings, threads)
     native = geo.Grid.from_image(read.images[0])
     arrays, classes, given, oriented, canonical, resample, _keep = _to_canonical(
         case, read, settings, labels
     )
+    n_inputs = len(settings["modalities"])
+    target_arr = arrays[n_inputs] if read.has_target else None
+    arrays = arrays[:n_inputs]
     mask, mask_mode = case_brain_mask(case, arrays, given, settings, read.image_file, threads)
     crop_size = [
         int(v) for v in (settings["stack"]["size"] if read.stack else settings["crop_size"])
@@ -197,6 +214,8 @@ def preprocess_case(
         )
 
     def label_channel():
+        if target_arr is not None:
+            return channel((settings["target"], target_arr))
         if classes is None:
             return None
         cropped = geo.crop(classes, start, crop_size)
@@ -208,14 +227,21 @@ def preprocess_case(
         label = label_job.result()
     image = np.stack([r[0] for r in results], axis=-1).astype(np.float16)
     ds_shape = image.shape[:3]
-    if label is None:
+    task = {}
+    if translation:
+        task = _translation_record(settings["target"], label)
+        label = label[0].astype(np.float16) if label else np.full(ds_shape, np.nan, np.float16)
+    elif label is None:
         label = np.full(ds_shape, UNLABELLED, dtype=np.uint8)
-    slices_df = _slice_table(case, brain_frac > 0, label, classes is not None, labels.n_classes)
+    labelled = classes is not None or read.has_target
+    n_classes = 0 if translation else labels.n_classes
+    slices_df = _slice_table(case, brain_frac > 0, label, labelled, n_classes)
     record = {
         "case": case,
         "modalities": list(settings["modalities"]),
-        "label_convention": labels.convention,
-        "label_names": list(labels.names),
+        **task,
+        "label_convention": None if translation else labels.convention,
+        "label_names": [] if translation else list(labels.names),
         "has_label": classes is not None,
         "stack": read.stack,
         "native": native.to_dict(),
@@ -238,9 +264,18 @@ def preprocess_case(
     return record
 
 
+def _translation_record(target: str, result) -> dict:
+    """The translation keys of the geometry record: the target and its in-brain stats."""
+    record = {"task": "translation", "target": target, "has_target": result is not None}
+    if result is not None:
+        record["target_normalisation"] = result[1]
+    return record
+
+
 def _write_outputs(outputs: dict, image, label, slices_df: pd.DataFrame, record: dict) -> None:
+    """Write the arrays (``label``, or ``target`` for translation), slices and record."""
     _save_npy(outputs["image"], image)
-    _save_npy(outputs["label"], label)
+    _save_npy(outputs["target" if "target" in outputs else "label"], label)
     with atomic_path(outputs["slices"]) as tmp:
         slices_df.to_csv(tmp, sep="\t", index=False)
     with atomic_path(outputs["geometry"]) as tmp:
