@@ -37,10 +37,10 @@ def main() -> None:
 
     _configure_threads(args.threads)
     import keras  # noqa: F401
+    from training_fixtures import model_defaults
 
     from tumorseg.models import build_model
     from tumorseg.predict import predict_case
-    from tumorseg.train import model_defaults
 
     t_import = time.perf_counter() - t0
     settings = model_defaults(ROOT / "workflow/schemas/config.schema.yaml")

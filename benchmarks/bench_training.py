@@ -34,9 +34,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from training_fixtures import model_defaults, write_synthetic_cases  # noqa: E402
 
 from tumorseg import data  # noqa: E402
-from tumorseg.train import compiled_model, configure_tensorflow, model_defaults  # noqa: E402
+from tumorseg.train import compiled_model, configure_tensorflow  # noqa: E402
 
 
 def parse_value(text: str):
@@ -78,7 +81,7 @@ def main() -> None:
         n_val = max(1, args.cases // 5)
         cases = {f"case{i:03d}": "val" if i < n_val else "train" for i in range(args.cases)}
         t = time.perf_counter()
-        splits = data.write_synthetic_cases(tmp, cases, depth=77, size=96, channels=4, seed=1)
+        splits = write_synthetic_cases(tmp, cases, depth=77, size=96, channels=4, seed=1)
         print(f"wrote {args.cases} synthetic cases in {time.perf_counter() - t:.1f} s")
         train_cases, val_cases = data.read_split(splits)
         slices = data.read_slices(tmp, train_cases)

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from training_fixtures import model_defaults, write_synthetic_cases
 
 from tumorseg import data
 from tumorseg.augment import random_affine
 from tumorseg.errors import InputError
-from tumorseg.train import model_defaults
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 NO_AUGMENT = {"flip": False, "rotation": 0, "shift": 0, "zoom": 0, "shear": 0}
@@ -21,7 +21,7 @@ STRONG = {"flip": True, "rotation": 30, "shift": 0.1, "zoom": 0.2, "shear": 10}
 def cases(tmp_path_factory):
     root = tmp_path_factory.mktemp("pre")
     split = {"a": "train", "b": "train", "c": "train", "d": "val", "e": "test"}
-    splits = data.write_synthetic_cases(root, split, depth=10, size=16, channels=2, seed=3)
+    splits = write_synthetic_cases(root, split, depth=10, size=16, channels=2, seed=3)
     return root, splits
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from training_fixtures import model_defaults
 
 from tumorseg.errors import InputError
 from tumorseg.losses import (
@@ -15,7 +16,6 @@ from tumorseg.losses import (
     region_dice_metrics,
 )
 from tumorseg.models import build_model, forward_flops, parameter_counts
-from tumorseg.train import model_defaults
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from training_fixtures import model_defaults, write_synthetic_cases
 
-from tumorseg import data
-from tumorseg.train import Checkpoints, model_defaults, train_model
+from tumorseg.train import Checkpoints, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -42,7 +42,7 @@ def tiny_settings(**overrides):
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("pre")
     split = {f"c{i}": "val" if i >= 6 else "train" for i in range(8)}
-    splits = data.write_synthetic_cases(root, split, depth=12, size=32, channels=4, seed=11)
+    splits = write_synthetic_cases(root, split, depth=12, size=32, channels=4, seed=11)
     return root, splits
 
 
@@ -90,6 +90,26 @@ def test_training_learns_and_writes_its_outputs(trained):
     assert not (folder / "checkpoints").exists()  # removed after success
     assert model.input_shape == (None, 32, 32, 4)
     assert model.output_shape == (None, 32, 32, 4)
+
+
+def test_tensorboard_shows_the_epoch_scalars(trained):
+    """What `tensorboard --logdir <model>/tensorboard` shows: every epoch's scalars of
+    history.csv, training and validation as two runs."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.util import tensor_util
+
+    folder, _ = trained
+    history = pd.read_csv(folder / "history.csv")
+    boards = EventMultiplexer().AddRunsFromDirectory(str(folder / "tensorboard")).Reload()
+    assert set(boards.Runs()) == {"train", "validation"}
+    for run, prefix in (("train", ""), ("validation", "val_")):
+        tags = boards.GetAccumulator(run).Tags()["tensors"]
+        for column in ("loss", "dice_wt", "dice_et", "dice_mean" if prefix else "learning_rate"):
+            assert f"epoch_{column}" in tags, (run, tags)
+            events = boards.Tensors(run, f"epoch_{column}")
+            assert [e.step for e in events] == list(range(4))
+            values = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in events]
+            np.testing.assert_allclose(values, history[prefix + column], rtol=1e-5)
 
 
 def test_saved_model_loads_in_a_clean_process(trained):

@@ -37,6 +37,7 @@ import SimpleITK as sitk
 from . import demo
 from .atomic import atomic_path
 from .errors import InputError
+from .imageio import write_image  # atomic; MINC under the HDF5 lock
 from .layouts import BRATS2023_NAMES
 
 LAYOUTS = ("brats2021", "brats2023", "decathlon", "lgg", "minc", "mha", "nrrd")
@@ -82,11 +83,6 @@ def shrunk_grid(scanner: str, shrink: int = 1) -> dict:
     }
 
 
-def _write(img: sitk.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(img, str(tmp), True)
-
-
 def _subject_number(subject: str) -> int:
     return int(subject.removeprefix("sub"))
 
@@ -123,7 +119,7 @@ def _write_volumes(layout, folder, case_id, images, label, grid) -> None:
     for name, img in volumes.items():
         if layout == "minc":
             img = sitk.DICOMOrient(img, "PIL")  # sagittal-first voxel order
-        _write(img, folder / f"{case_id}{sep}{name}{suffix}")
+        write_image(img, folder / f"{case_id}{sep}{name}{suffix}")
 
 
 def _appledouble(path: Path, seed: int) -> None:
@@ -137,12 +133,12 @@ def _write_decathlon(outdir, case_id, images, label, grid, seed) -> dict:
     img = sitk.JoinSeries([demo._image(images[m], grid) for m in demo.MODALITIES])
     sub = "imagesTr" if label is not None else "imagesTs"
     path = outdir / sub / f"{case_id}.nii.gz"
-    _write(img, path)
+    write_image(img, path)
     _appledouble(path, seed)
     entry = {"image": f"./{sub}/{path.name}"}
     if label is not None:
         lpath = outdir / "labelsTr" / path.name
-        _write(demo._image(_TO_DECATHLON[label], grid), lpath)
+        write_image(demo._image(_TO_DECATHLON[label], grid), lpath)
         _appledouble(lpath, seed)
         entry["label"] = f"./labelsTr/{path.name}"
     return entry
@@ -217,9 +213,9 @@ def _write_lgg(outdir, patient, images, label, grid, slice_step, slice_size) -> 
     folder = outdir / patient
     k = 0
     for k, (rgb, mask) in enumerate(lgg_slices(images, label, grid, slice_step, slice_size), 1):
-        _write(sitk.GetImageFromArray(rgb, isVector=True), folder / f"{patient}_{k}.tif")
+        write_image(sitk.GetImageFromArray(rgb, isVector=True), folder / f"{patient}_{k}.tif")
         if mask is not None:
-            _write(sitk.GetImageFromArray(mask), folder / f"{patient}_{k}_mask.tif")
+            write_image(sitk.GetImageFromArray(mask), folder / f"{patient}_{k}_mask.tif")
     return k
 
 

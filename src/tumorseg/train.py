@@ -54,25 +54,6 @@ def history_metrics(labels) -> tuple[str, ...]:
     return tuple(labels.metric_name(r) for r in labels.regions)
 
 
-def model_defaults(schema_path: str | Path) -> dict:
-    """Default model settings, read from ``$defs/model`` of the config schema."""
-    import yaml
-
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-
-    def defaults(node: dict) -> dict:
-        out = {}
-        for key, prop in node.get("properties", {}).items():
-            if prop.get("type") == "object" and "properties" in prop:
-                out[key] = {**defaults(prop), **prop.get("default", {})}
-            elif "default" in prop:
-                out[key] = prop["default"]
-        return out
-
-    return defaults(schema["$defs"]["model"])
-
-
 def _set_thread_env(threads: int) -> None:
     """Thread counts for TensorFlow and oneDNN; effective only before TF starts."""
     os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
@@ -197,8 +178,12 @@ def _fsync_dir(folder: Path) -> None:
 
 class TensorBoardScalars:
     """Epoch scalars in TensorBoard's format (``train/`` and ``validation/`` runs, tags
-    ``epoch_<metric>`` as Keras writes them), written with TensorFlow's own summary ops so
-    the ``tensorboard`` package is not needed to write them."""
+    ``epoch_<metric>`` as Keras writes them, step = epoch - 1), written with TensorFlow's own
+    summary ops after :func:`_make_epoch_callback` has added ``val_dice_mean`` and the
+    learning rate, so they hold the losses, Dice scores and learning rate of ``history.csv``.
+    Kept instead of ``keras.callbacks.TensorBoard``, which would also write the graph and
+    need to run after that callback. View with ``tensorboard --logdir results/models``
+    (``tensorboard`` is pinned in requirements.txt and envs/tensorflow.yaml)."""
 
     def __init__(self, folder: str | Path):
         import tensorflow as tf
