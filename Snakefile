@@ -14,8 +14,16 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/predict.smk"
-include: "workflow/rules/evaluate.smk"
+
+
+if TRANSLATION:
+
+    include: "workflow/rules/translate.smk"
+
+else:
+
+    include: "workflow/rules/predict.smk"
+    include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -17,8 +17,28 @@ BRATS_MODALITIES = ["flair", "t1", "t1ce", "t2"]
 DEFAULT_CHANNELS = {"4d": ["flair", "t1", "t1ce", "t2"], "stack": ["t1", "flair", "t1ce"]}
 
 
+#: losses of each task
+TASK_LOSSES = {"segmentation": ("ce", "dice", "dice_ce"), "translation": ("mae", "mse", "mae_ssim")}
+
+
+def check_task(config: dict) -> None:
+    """The task's settings: translation inputs and target, and every model's loss."""
+    task = config["task"]
+    if task == "translation":
+        tr = config["translation"]
+        if tr["target"] in tr["inputs"]:
+            raise InputError(f"config translation.target {tr['target']} is also an input")
+    for name, settings in config["models"].items():
+        if settings["loss"] not in TASK_LOSSES[task]:
+            raise InputError(
+                f"config models.{name}: loss {settings['loss']} is not a {task} loss; "
+                f"choose one of {', '.join(TASK_LOSSES[task])}"
+            )
+
+
 def check_config(config: dict) -> None:
     """Checks the JSON schema cannot express."""
+    check_task(config)
     ratios = config["split"]["ratios"]
     total = sum(ratios.values())
     if abs(total - 1.0) > 1e-6:
@@ -77,7 +97,8 @@ def demo_sheet(config: dict) -> pd.DataFrame:
         row = {"case": r["case"], "subject": r["subject"], "scanner": r["scanner"]}
         for mod in config["modalities"]:
             row[mod] = f"{r['case']}/{r['case']}_{mod}.nii.gz"
-        row["seg"] = f"{r['case']}/{r['case']}_seg.nii.gz" if r["labelled"] else ""
+        reference = config["translation"]["target"] if config["task"] == "translation" else "seg"
+        row["seg"] = f"{r['case']}/{r['case']}_{reference}.nii.gz" if r["labelled"] else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -107,6 +128,8 @@ def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
     """The completed sample sheet: demo (from the config) or the user's (checked now).
     Null `modalities` / `image_channels` are resolved in ``config`` on the way."""
     basedir = Path(basedir)
+    if config["task"] == "translation":  # the inputs feed the model
+        config["modalities"] = list(config["translation"]["inputs"])
     if config["demo"]["enabled"]:
         resolve_channels(config, "files")
         if set(config["modalities"]) - {"flair", "t1", "t1ce", "t2"}:
@@ -124,18 +147,34 @@ def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
         return sheet
     path = Path(config["samples"])
     df = read_sheet(path)
+    if config["task"] == "translation":
+        df = _target_as_reference(df, config["translation"]["target"], path)
     resolve_channels(config, sheet_kind(df, path.parent))
     return complete_sheet(df, path.parent, config["modalities"], config["scanner_regex"], path)
+
+
+def _target_as_reference(df: pd.DataFrame, target: str, path) -> pd.DataFrame:
+    """Translation: the target modality's column is the reference (``seg``) of each case;
+    a case without it is predicted, not scored."""
+    if target not in df.columns:
+        raise InputError(f"the sheet has no `{target}` column, the translation target", path=path)
+    df = df.drop(columns=[c for c in ("seg",) if c in df.columns])
+    return df.rename(columns={target: "seg"})
 
 
 def preprocess_settings(config: dict, stacks: bool) -> dict:
     """Every config value the preprocessing step reads (its `params`), for one sheet kind:
     slice-stack settings only for stacks, so changing them reruns nothing else."""
     pre = config["preprocess"]
+    translation = config["task"] == "translation"
     settings = {
         "modalities": config["modalities"],
         "image_channels": config["image_channels"],
-        "labels": labels.spec_from_config(config),
+        **(
+            {"target": config["translation"]["target"]}
+            if translation
+            else {"labels": labels.spec_from_config(config)}
+        ),
         "brain_mask": pre["brain_mask"],
         "brain_threshold": pre["brain_threshold"],
     }

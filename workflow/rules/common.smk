@@ -28,10 +28,20 @@ FOUR_D = "image" in SAMPLES.columns
 # slice stacks (the LGG layout): one folder of numbered 2D slices per case
 STACKS = FOUR_D and all(is_stack(p) for p in SAMPLES["image"])
 IMAGE_COLUMNS = ["image"] if FOUR_D else list(config["modalities"])
-LABELS = spec_from_config(config)  # the label map every step receives as a param
+TRANSLATION = config["task"] == "translation"
+TARGET = config["translation"]["target"]  # the modality a translation model synthesises
+# the label map every segmentation step receives as a param (None: translation)
+LABELS = None if TRANSLATION else spec_from_config(config)
 PREPROCESS = preprocess_settings(config, STACKS)
+# what a case is trained on: its label classes, or its z-scored target
+TRUTH = "target" if TRANSLATION else "label"
 # a prediction: a NIfTI on the input's grid, or a folder of <id>_<k>_mask.tif for a stack
-PRED = "results/predictions/{model}/{case}" + ("" if STACKS else "_seg.nii.gz")
+PRED = "results/predictions/{model}/{case}" + (
+    f"_{TARGET}.nii.gz" if TRANSLATION else "" if STACKS else "_seg.nii.gz"
+)
+CEILING = "results/ceiling/{case}" + (f"_{TARGET}.nii.gz" if TRANSLATION else "_seg.nii.gz")
+# the demo writes the target too when it is synthesised
+DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANSLATION else [])]))
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
 DEMO_DIR = config["demo"]["outdir"]
 # per step script: a digest of the package modules it imports (rule param `code`), so an
@@ -51,7 +61,7 @@ def case_images(wildcards):
     row = SAMPLES.loc[wildcards.case]
     files = {col: row[col] for col in IMAGE_COLUMNS}
     if row["labelled"]:
-        files["seg"] = row["seg"]
+        files["target" if TRANSLATION else "seg"] = row["seg"]
     if row.get("mask", ""):
         files["mask"] = row["mask"]
     return files
@@ -60,6 +70,16 @@ def case_images(wildcards):
 def reference_image(wildcards):
     """The native file whose grid the prediction must land on."""
     return SAMPLES.loc[wildcards.case, IMAGE_COLUMNS[0]]
+
+
+def input_files(wildcards):
+    """The native input modality files of a case, in `modalities` order (translation)."""
+    return [SAMPLES.loc[wildcards.case, m] for m in config["modalities"]]
+
+
+def brain_mask_file(wildcards):
+    mask = SAMPLES.loc[wildcards.case].get("mask", "")
+    return {"mask": mask} if mask else {}
 
 
 def model_file(wildcards):

@@ -11,7 +11,7 @@ if config["demo"]["enabled"]:
 
     rule demo_case:
         output:
-            **{mod: f"{DEMO_DIR}/{{case}}/{{case}}_{mod}.nii.gz" for mod in config["modalities"]},
+            **{mod: f"{DEMO_DIR}/{{case}}/{{case}}_{mod}.nii.gz" for mod in DEMO_MODALITIES},
             seg=f"{DEMO_DIR}/{{case}}/{{case}}_seg.nii.gz",
         log:
             "logs/demo/{case}.log",
@@ -28,7 +28,7 @@ if config["demo"]["enabled"]:
             labelled=True,
             outdir=lambda w, output: str(Path(output.seg).parents[1]),
             seed=config["demo"]["seed"],
-            modalities=config["modalities"],
+            modalities=DEMO_MODALITIES,
             code=CODE["demo_case"],
         script:
             "../scripts/demo_case.py"

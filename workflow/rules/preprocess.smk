@@ -17,8 +17,8 @@ rule preprocess:
     input:
         unpack(case_images),
     output:
+        **{TRUTH: f"results/preprocessed/{{case}}/{TRUTH}.npy"},
         image="results/preprocessed/{case}/image.npy",
-        label="results/preprocessed/{case}/label.npy",
         slices="results/preprocessed/{case}/slices.tsv",
         geometry="results/preprocessed/{case}/geometry.json",
     log:
@@ -42,7 +42,7 @@ rule preprocess_summary:
     input:
         geometry=expand("results/preprocessed/{case}/geometry.json", case=CASES),
         slices=expand("results/preprocessed/{case}/slices.tsv", case=CASES),
-        arrays=preprocessed(["image.npy", "label.npy"], CASES),
+        arrays=preprocessed(["image.npy", f"{TRUTH}.npy"], CASES),
     output:
         report(
             "results/preprocessed/summary.tsv",
@@ -63,7 +63,7 @@ rule preprocess_summary:
 rule qc:
     input:
         image="results/preprocessed/{case}/image.npy",
-        label="results/preprocessed/{case}/label.npy",
+        label=f"results/preprocessed/{{case}}/{TRUTH}.npy",
         geometry="results/preprocessed/{case}/geometry.json",
     output:
         report(

@@ -5,6 +5,7 @@ rule train:
         # arrays here would make each prediction job's dependency check O(cases))
         preprocessed="results/preprocessed/summary.tsv",
     output:
+        **({"scale": "results/models/{model}/target_scale.json"} if TRANSLATION else {}),
         model="results/models/{model}/model.keras",
         history="results/models/{model}/history.csv",
         curves=report(

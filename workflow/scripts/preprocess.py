@@ -19,6 +19,7 @@ run_step(
         "images": None if "image" in inp.keys() else {m: inp[m] for m in settings["modalities"]},
         "image": inp.get("image"),
         "seg": inp.get("seg"),
+        "target": inp.get("target"),
         "mask": inp.get("mask"),
     },
     settings=settings,
