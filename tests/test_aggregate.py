@@ -84,7 +84,8 @@ def test_per_case_join_and_columns(tmp_path):
     written = pd.read_csv(out, sep="\t", dtype={"case": str})
     assert list(written.columns[: len(ISSUE_COLUMNS)]) == ISSUE_COLUMNS
     assert list(PER_CASE_COLUMNS) == ISSUE_COLUMNS
-    assert set(written.columns[len(ISSUE_COLUMNS) :]) == {"ceiling_hd95", "fold"}
+    extra = {"ceiling_hd95", "lesions_pred", "lesions_ref", "fold"}
+    assert set(written.columns[len(ISSUE_COLUMNS) :]) == extra
     # case IDs stay strings with leading zeros; sorted by case then WT, TC, ET
     assert list(written["case"]) == ["001"] * 3 + ["002"] * 3
     assert list(written["region"]) == ["WT", "TC", "ET"] * 2

@@ -12,6 +12,7 @@ from tumorseg.metrics import (
     case_metrics,
     evaluate_case,
     hd95,
+    lesion_count,
     region_metrics,
 )
 
@@ -156,6 +157,76 @@ def test_hd95_bbox_equals_full_grid(seed):
     full = hd95(pred, ref, spacing, use_bbox=False)
     assert fast == full
     assert fast > 0
+
+
+def _surface_by_neighbours(mask: np.ndarray) -> np.ndarray:
+    """Coordinates of the mask voxels with a background voxel (outside the grid counts) among
+    their 26 neighbours: the surface of the documented definition, found without erosion."""
+    padded = np.pad(mask, 1, constant_values=False)
+    points = []
+    for index in np.argwhere(mask):
+        cube = padded[tuple(slice(i, i + 3) for i in index)]
+        if not cube.all():
+            points.append(index)
+    return np.array(points, dtype=float)
+
+
+def _hd95_brute_force(pred, ref, spacing, pooled=False):
+    """Max of the two directed 95th percentiles from all pairwise distances (scipy cdist);
+    ``pooled``: one percentile of both directions together (medpy's way, for contrast)."""
+    from scipy.spatial.distance import cdist
+
+    a = _surface_by_neighbours(pred) * spacing
+    b = _surface_by_neighbours(ref) * spacing
+    d = cdist(a, b)
+    a_to_b, b_to_a = d.min(axis=1), d.min(axis=0)
+    if pooled:
+        return float(np.percentile(np.concatenate([a_to_b, b_to_a]), 95))
+    return float(max(np.percentile(a_to_b, 95), np.percentile(b_to_a, 95)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_hd95_is_the_max_of_directed_percentiles_of_the_26_connected_surface(seed):
+    rng = np.random.default_rng(100 + seed)
+    shape = (7, 9, 11)
+    pred = rng.random(shape) < 0.35
+    ref = rng.random(shape) < 0.25
+    ref[2:5, 3:7, 4:9] = True  # a solid block with an interior, so erosion matters
+    spacing = np.array([rng.uniform(2.0, 4.0), rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.5)])
+    expected = _hd95_brute_force(pred, ref, spacing)
+    assert hd95(pred, ref, tuple(spacing)) == pytest.approx(expected, rel=1e-12)
+    assert hd95(pred, ref, tuple(spacing), use_bbox=False) == pytest.approx(expected, rel=1e-12)
+
+
+def test_hd95_differs_from_pooled_percentiles():
+    # one far outlier in the prediction: a directed percentile sees it, the pooled one less
+    pred = np.zeros((1, 1, 40), bool)
+    ref = np.zeros((1, 1, 40), bool)
+    pred[0, 0, :3] = True
+    pred[0, 0, 30] = True
+    ref[0, 0, :20] = True
+    spacing = np.array([1.0, 1.0, 1.0])
+    ours = hd95(pred, ref, tuple(spacing))
+    assert ours == pytest.approx(_hd95_brute_force(pred, ref, spacing))
+    assert ours != pytest.approx(_hd95_brute_force(pred, ref, spacing, pooled=True))
+
+
+def test_lesion_count_is_26_connected():
+    mask = np.zeros((6, 8, 8), bool)
+    mask[0:2, 0:2, 0:2] = True  # blob 1
+    mask[2, 2, 2] = True  # touches blob 1 at a corner only: the same lesion (26-connected)
+    mask[4:6, 5:8, 0:3] = True  # blob 2
+    mask[0, 6, 6] = mask[1, 6, 6] = True  # blob 3, two voxels sharing a face
+    mask[5, 0, 7] = True  # blob 4, a single voxel at the grid corner
+    assert lesion_count(mask) == 4
+    assert lesion_count(np.zeros((3, 3, 3), bool)) == 0
+    labels = np.where(mask, 2, 0).astype(np.uint8)  # edema: WT only
+    labels[4:6, 5:8, 0:3] = 3  # blob 2 enhancing: WT, TC and ET
+    pred = np.zeros_like(labels)
+    pred[0:2, 0:2, 0:2] = 2
+    df = case_metrics(pred, labels, (1.0, 1.0, 1.0)).set_index("region")
+    assert df["lesions_ref"].to_dict() == {"WT": 4, "TC": 1, "ET": 1}
+    assert df["lesions_pred"].to_dict() == {"WT": 1, "TC": 0, "ET": 0}
 
 
 def test_case_metrics_regions():

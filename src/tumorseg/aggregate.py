@@ -17,7 +17,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .errors import InputError
 from .labels import as_label_map, class_colours
-from .metrics import CASE_COLUMNS, METRICS
+from .metrics import CASE_COLUMNS, COUNTS, METRICS
 from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ PER_CASE_COLUMNS = (
     "ceiling_dice",
 )
 #: columns summarised by :func:`summary` (when present)
-SUMMARY_METRICS = (*METRICS, "ceiling_dice", "ceiling_hd95")
+SUMMARY_METRICS = (*METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS)
 SUMMARY_COLUMNS = (
     "model",
     "split",

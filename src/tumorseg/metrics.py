@@ -1,4 +1,5 @@
-"""BraTS segmentation metrics: Dice, sensitivity, specificity, HD95 and volumes per region.
+"""BraTS segmentation metrics: Dice, sensitivity, specificity, HD95, volumes and lesion
+counts per region.
 
 Conventions (all documented here, tested in ``tests/test_metrics.py``):
 
@@ -20,14 +21,21 @@ Conventions (all documented here, tested in ``tests/test_metrics.py``):
 * Specificity ``TN / (TN + FP)`` is taken over the whole grid; should the reference fill the
   whole grid (no negatives) it is 1 (no false positive is possible then).
 * Volumes are in mm^3: voxel count x voxel volume.
-* HD95 is the "robust Hausdorff distance" at the 95th percentile, voxel-based as in the
-  BraTS evaluation tools (medpy ``hd95`` / CaPTk): the surface of a mask is the mask minus its
-  binary erosion with the full 3 x 3 x 3 (26-connected) structuring element, voxels outside the
-  grid counting as background; the Euclidean distance (in mm, ``sampling=spacing``) from every
-  surface voxel of the prediction to the nearest surface voxel of the reference, and vice
-  versa, are collected; HD95 = max(95th percentile pred->ref, 95th percentile ref->pred), with
-  numpy's default (linear) percentile. Unlike DeepMind's ``compute_robust_hausdorff`` the
-  distances are not weighted by surface-element area; on isotropic grids the two agree closely.
+* Lesion counts (``lesions_pred``, ``lesions_ref``): the number of connected components of the
+  region's mask, 26-connected in 3D (``skimage.measure.label`` with full connectivity); 0 for
+  an empty mask.
+* HD95 is a voxel-based "robust Hausdorff distance" at the 95th percentile, defined here as:
+  the surface of a mask is the mask minus its binary erosion with the full 3 x 3 x 3
+  structuring element (so a surface voxel is a mask voxel with a background voxel among its 26
+  neighbours), voxels outside the grid counting as background; for every surface voxel of the
+  prediction the Euclidean distance (in mm, ``sampling=spacing``) to the nearest surface voxel
+  of the reference is taken, and vice versa; HD95 = max(95th percentile pred->ref, 95th
+  percentile ref->pred), each with numpy's default (linear) percentile: the maximum of the two
+  *directed* HD95s. This is not medpy's ``hd95`` (which takes one percentile of both
+  directions' distances pooled, and erodes with the 6-connected cross, giving a thinner
+  surface), so the numbers differ from medpy's, usually slightly; nor DeepMind's
+  ``compute_robust_hausdorff`` (distances weighted by surface-element area).
+  ``tests/test_metrics.py`` checks it against brute-force pairwise distances.
   The distance transforms are computed only inside the bounding box of both masks (plus a
   one-voxel margin), which gives exactly the full-grid result: every surface voxel, and so
   every query point and every nearest surface voxel, lies inside that box.
@@ -54,8 +62,10 @@ HD95_EMPTY = 373.13
 
 #: metric columns, in output order
 METRICS = ("dice", "sensitivity", "specificity", "hd95", "volume_pred", "volume_ref")
+#: lesion counts (connected components) per region, after the other metric columns
+COUNTS = ("lesions_pred", "lesions_ref")
 #: columns of a per-case evaluation TSV, in order
-CASE_COLUMNS = ("case", "region", *METRICS, "ceiling_dice", "ceiling_hd95")
+CASE_COLUMNS = ("case", "region", *METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS)
 
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 _GRID_TOL = 1e-4
@@ -80,6 +90,16 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     """Surface voxels: the mask minus its 26-connected erosion (outside the array is empty)."""
     eroded = ndimage.binary_erosion(mask, structure=_STRUCTURE, border_value=0)
     return mask & ~eroded
+
+
+def lesion_count(mask: np.ndarray) -> int:
+    """Connected components of a boolean mask, full connectivity (26 neighbours in 3D)."""
+    from skimage.measure import label
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return 0
+    return int(label(mask, connectivity=mask.ndim, return_num=True)[1])
 
 
 def _as_spacing(spacing, ndim: int) -> tuple[float, ...]:
@@ -161,7 +181,8 @@ def region_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
 def case_metrics(
     pred_classes: np.ndarray, ref_classes: np.ndarray, spacing, labels="brats2017"
 ) -> pd.DataFrame:
-    """One row per region of the label map with column ``region`` and the metric columns.
+    """One row per region of the label map with column ``region``, the metric columns
+    (:data:`METRICS`) and the lesion counts (:data:`COUNTS`).
 
     Both maps hold internal classes in ``(z, y, x)`` order; ``spacing`` is in the same
     array-axis order. Only the bounding box of the foreground (in either map) is examined.
@@ -182,13 +203,13 @@ def case_metrics(
     for region, classes in regions.items():
         if box is None:
             empty = np.zeros((1,) * len(spacing), dtype=bool)
-            row = _region_metrics(empty, empty, spacing, n_total)
+            pred, ref = empty, empty
         else:
-            row = _region_metrics(
-                np.isin(pred_classes, classes), np.isin(ref_classes, classes), spacing, n_total
-            )
+            pred, ref = np.isin(pred_classes, classes), np.isin(ref_classes, classes)
+        row = _region_metrics(pred, ref, spacing, n_total)
+        row.update(lesions_pred=lesion_count(pred), lesions_ref=lesion_count(ref))
         rows.append({"region": region, **row})
-    return pd.DataFrame(rows, columns=["region", *METRICS])
+    return pd.DataFrame(rows, columns=["region", *METRICS, *COUNTS])
 
 
 def slice_dice(pred_classes: np.ndarray, ref_classes: np.ndarray, labels) -> dict[str, float]:
