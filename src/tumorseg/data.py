@@ -72,10 +72,11 @@ def read_slices(preprocessed_dir: str | Path, cases: list[str], n_classes: int =
     """All slices of ``cases`` that hold brain voxels, from their ``slices.tsv``.
 
     Columns: ``case``, ``case_index`` (position in ``cases``), ``slice``, ``brain_voxels``,
-    ``voxels_0`` .. ``voxels_<n-1>`` (ints). A case without labels (empty voxel counts) is
-    an error: it cannot be trained or validated on.
+    ``voxels_0`` .. ``voxels_<n-1>`` (ints; ``n_classes`` 0 for image translation, whose
+    tables have a ``has_target`` column instead). A case without labels (empty voxel
+    counts) or without a target is an error: it cannot be trained or validated on.
     """
-    columns = voxel_columns(n_classes)
+    columns = voxel_columns(n_classes) if n_classes else ["has_target"]
     frames = []
     for i, case in enumerate(cases):
         path = Path(preprocessed_dir) / case / "slices.tsv"
@@ -85,7 +86,7 @@ def read_slices(preprocessed_dir: str | Path, cases: list[str], n_classes: int =
         missing = [c for c in ("slice", "brain_voxels", *columns) if c not in df.columns]
         if missing:
             raise InputError(f"the slice table lacks the columns {missing}", case, path)
-        if df[columns].isna().any().any():
+        if df[columns].isna().any().any() or (not n_classes and not df["has_target"].all()):
             raise InputError(
                 "the case has no label (empty voxel counts), so it cannot be used for "
                 "training or validation; put it in the predict split",
@@ -140,17 +141,20 @@ def draw_epoch(weights: np.ndarray, n_draws: int, seed: int, epoch: int, weighte
 
 
 class SliceReader:
-    """Reads slices of memory-mapped per-case arrays (opened once, read on demand)."""
+    """Reads slices of memory-mapped per-case arrays (opened once, read on demand): the
+    label classes, or with ``n_classes`` 0 (image translation) the z-scored target."""
 
     def __init__(self, preprocessed_dir: str | Path, cases: list[str], n_classes: int = 4):
         self.cases = list(cases)
         self.n_classes = int(n_classes)
+        self.regression = self.n_classes == 0
+        target_name, target_dtype = ("target", "float") if self.regression else ("label", "uint8")
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         shape = None
         for case in self.cases:
             folder = Path(preprocessed_dir) / case
-            img_path, lab_path = folder / "image.npy", folder / "label.npy"
+            img_path, lab_path = folder / "image.npy", folder / f"{target_name}.npy"
             for p in (img_path, lab_path):
                 if not p.is_file():
                     raise InputError("preprocessed array not found", case, p)
@@ -166,9 +170,13 @@ class SliceReader:
                     case,
                     img_path,
                 )
-            if lab.ndim != 3 or lab.dtype != np.uint8 or lab.shape != img.shape[:3]:
+            good_type = (
+                np.issubdtype(lab.dtype, np.floating) if self.regression else lab.dtype == np.uint8
+            )
+            if lab.ndim != 3 or not good_type or lab.shape != img.shape[:3]:
                 raise InputError(
-                    f"label must be uint8 of shape {img.shape[:3]} (the image's), found "
+                    f"{target_name} must be {target_dtype} of shape {img.shape[:3]} (the "
+                    f"image's), found "
                     f"{lab.dtype} with shape {lab.shape}",
                     case,
                     lab_path,
@@ -188,14 +196,19 @@ class SliceReader:
         self.height, self.width, self.channels = (int(s) for s in shape)
 
     def read(self, case_index: np.ndarray, slice_index: np.ndarray):
-        """Images (float32, n×y×x×c) and labels (uint8, n×y×x) of the given slices."""
+        """Images (float32, n×y×x×c) and labels (uint8, n×y×x; targets: float32) of the
+        given slices."""
         n = len(case_index)
         images = np.empty((n, self.height, self.width, self.channels), np.float32)
-        labels = np.empty((n, self.height, self.width), np.uint8)
+        dtype = np.float32 if self.regression else np.uint8
+        labels = np.empty((n, self.height, self.width), dtype)
         for i, (c, z) in enumerate(zip(case_index, slice_index, strict=True)):
             images[i] = self.images[c][z]
             labels[i] = self.labels[c][z]
-            if labels[i].max() >= self.n_classes:
+            if self.regression:
+                if not np.isfinite(labels[i]).all():
+                    raise ValueError(f"case {self.cases[c]}: target.npy slice {z} is not finite")
+            elif labels[i].max() >= self.n_classes:
                 raise ValueError(
                     f"case {self.cases[c]}: label.npy slice {z} holds values >= "
                     f"{self.n_classes} "
@@ -222,15 +235,17 @@ def make_train_dataset(
     start_epoch: int = 0,
     threads: int = 2,
 ):
-    """Batches ``(images, one-hot labels)`` for epochs ``start_epoch .. epochs - 1``.
+    """Batches ``(images, one-hot labels)`` for epochs ``start_epoch .. epochs - 1``
+    (image translation: ``(images, targets (n, y, x, 1))``).
 
     Each epoch has ``steps_per_epoch`` batches of ``settings["batch_size"]`` slices, drawn
-    by :func:`draw_epoch` and augmented with ``settings["augment"]``; the dataset ends after
-    the last epoch.
+    by :func:`draw_epoch` and augmented with ``settings["augment"]`` (one transform for
+    image and label alike; a target is an intensity, resampled bilinearly like the image);
+    the dataset ends after the last epoch.
     """
     import tensorflow as tf
 
-    from .augment import random_affine
+    from .augment import apply_transforms, is_identity, random_affine, random_transforms
 
     batch = int(settings["batch_size"])
     seed = int(settings["seed"])
@@ -249,8 +264,10 @@ def make_train_dataset(
     def read(rows):
         return reader.read(case_index[rows], slice_index[rows])
 
+    label_type = tf.float32 if reader.regression else tf.uint8
+
     def load(step, rows):
-        images, labels = tf.numpy_function(read, [rows], [tf.float32, tf.uint8], stateful=False)
+        images, labels = tf.numpy_function(read, [rows], [tf.float32, label_type], stateful=False)
         images.set_shape((batch, h, w, c))
         labels.set_shape((batch, h, w))
         return step, images, labels
@@ -258,7 +275,14 @@ def make_train_dataset(
     augment = dict(settings["augment"])
 
     def transform(step, images, labels):
-        images, labels = random_affine(images, labels, augment, tf.stack([seed, step]))
+        key = tf.stack([seed, step])
+        if reader.regression:  # the target rides along as one more bilinear channel
+            both = tf.concat([images, labels[..., None]], axis=-1)
+            if not is_identity(augment):
+                transforms = random_transforms(batch, h, w, augment, key)
+                both = apply_transforms(both, transforms, "BILINEAR")
+            return both[..., :c], both[..., c:]
+        images, labels = random_affine(images, labels, augment, key)
         return images, tf.one_hot(labels, reader.n_classes, dtype=tf.float32)
 
     ds = tf.data.Dataset.from_generator(
@@ -289,10 +313,14 @@ def make_val_dataset(
         sl = slice(int(b) * batch_size, min(n, (int(b) + 1) * batch_size))
         return reader.read(case_index[sl], slice_index[sl])
 
+    label_type = tf.float32 if reader.regression else tf.uint8
+
     def load(b):
-        images, labels = tf.numpy_function(read, [b], [tf.float32, tf.uint8], stateful=False)
+        images, labels = tf.numpy_function(read, [b], [tf.float32, label_type], stateful=False)
         images.set_shape((None, h, w, c))
         labels.set_shape((None, h, w))
+        if reader.regression:
+            return images, labels[..., None]
         return images, tf.one_hot(labels, reader.n_classes, dtype=tf.float32)
 
     ds = tf.data.Dataset.range(n_batches).map(load, num_parallel_calls=max(1, threads))

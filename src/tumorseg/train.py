@@ -45,11 +45,17 @@ log = logging.getLogger("tumorseg.train")
 RESOURCE_KEYS = RUNTIME_KEYS
 
 
+#: validation metrics of image translation, and the one that selects the best epoch
+TRANSLATION_METRICS = ("mae", "ssim")
+
+
 def history_metrics(labels) -> tuple[str, ...]:
     """The per-region validation Dice names of a label map (BraTS: dice_wt, dice_tc,
-    dice_et)."""
+    dice_et); for translation (``labels`` None) MAE and SSIM."""
     from .labels import as_label_map
 
+    if labels is None:
+        return TRANSLATION_METRICS
     labels = as_label_map(labels)
     return tuple(labels.metric_name(r) for r in labels.regions)
 
@@ -231,9 +237,13 @@ def _make_epoch_callback(
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            val = [logs.get(f"val_{m}") for m in metrics]
-            value = float(sum(val) / len(val)) if all(v is not None for v in val) else None
-            logs["val_dice_mean"] = value
+            if metrics == TRANSLATION_METRICS:  # lower validation MAE is better
+                value = logs.get("val_mae")
+                value = None if value is None else -float(value)
+            else:  # higher mean validation Dice is better
+                val = [logs.get(f"val_{m}") for m in metrics]
+                value = float(sum(val) / len(val)) if all(v is not None for v in val) else None
+                logs["val_dice_mean"] = value
             optimizer = self.model.optimizer
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
             row = {"epoch": epoch + 1}
@@ -258,6 +268,7 @@ def _make_epoch_callback(
                 self.model.stop_training = True
             checkpoints.save(state, pd.DataFrame(history_rows), self.model, best)
             shown = ("loss", "val_loss", *(f"val_{m}" for m in metrics[:8]), "val_dice_mean")
+            shown = shown if metrics != TRANSLATION_METRICS else shown[:-1]
             log.info(
                 "epoch %d/%d: %.1f s; %s; best epoch %s; %.0f s so far",
                 epoch + 1,
@@ -324,26 +335,35 @@ def compiled_model(
     settings: dict, n_channels: int, size: int, total_steps: int, mixed: bool, labels="brats2017"
 ):
     """The model of ``settings`` with one output per class of ``labels``, compiled with its
-    loss, optimizer, schedule and per-region Dice metrics."""
+    loss, optimizer, schedule and per-region Dice metrics; ``labels`` None: image
+    translation (one linear output, a regression loss, validation MAE and SSIM)."""
     import keras
 
-    from . import losses, models
-    from .labels import as_label_map
+    from . import losses
 
     policy = "mixed_float16" if mixed else None
-    labels = as_label_map(labels)
-    model = models.build_model(
-        settings, n_channels, labels.n_classes, input_size=size, dtype_policy=policy
-    )
+    model = build(settings, n_channels, size, labels, policy)
     optimizer = losses.get_optimizer(settings, total_steps)
     if mixed:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(
-        optimizer=optimizer,
-        loss=losses.get_loss(settings),
-        metrics=losses.region_dice_metrics(labels),
-    )
+    if labels is None:
+        loss, metrics = losses.TranslationLoss(settings["loss"]), losses.translation_metrics()
+    else:
+        loss, metrics = losses.get_loss(settings), losses.region_dice_metrics(labels)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
+
+
+def build(settings: dict, n_channels: int, size: int, labels, policy=None):
+    """The uncompiled model: softmax over the label map's classes, or (``labels`` None)
+    one linear output channel."""
+    from . import models
+    from .labels import as_label_map
+
+    if labels is None:
+        return models.build_model(settings, n_channels, 1, size, policy, output="linear")
+    n_classes = as_label_map(labels).n_classes
+    return models.build_model(settings, n_channels, n_classes, input_size=size, dtype_policy=policy)
 
 
 @dataclass
@@ -403,7 +423,9 @@ def _run_fingerprint(settings, d: TrainingData, fold, labels) -> str:
             "fold": fold,
             "shape": d.shape,
             "steps": d.steps,
-            "labels": {"names": labels.names, "regions": labels.regions},
+            "labels": None
+            if labels is None
+            else {"names": labels.names, "regions": labels.regions},
             "train_slices": hashlib.sha256(d.train_slices.to_csv().encode()).hexdigest(),
             "val_slices": hashlib.sha256(d.val_slices.to_csv().encode()).hexdigest(),
         },
@@ -481,6 +503,10 @@ def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict)
     title = f"{name}: best epoch {state['best_epoch']}"
     _write_curves(history, out["curves"], title, state["best_epoch"], run["metrics"])
     regions = "/".join(run["regions"][:6]) + ("/..." if len(run["regions"]) > 6 else "")
+    if run["regions"]:
+        best = (f"best epoch (mean val Dice {regions})", f"{state['best_epoch']} ({state['best']})")
+    else:
+        best = ("best epoch (val MAE)", f"{state['best_epoch']} ({-state['best']})")
     facts = {
         "name": name,
         "input shape": "x".join(str(v) for v in d.shape),
@@ -490,7 +516,7 @@ def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict)
         "validation cases / slices": f"{len(d.val_cases)} / {len(d.val_slices)}",
         "epochs trained": f"{state['epoch']} of {d.epochs}" + (" (early stop)" * state["stopped"]),
         "steps per epoch": d.steps,
-        f"best epoch (mean val Dice {regions})": f"{state['best_epoch']} ({state['best']})",
+        best[0]: best[1],
         "mixed precision": run["mixed"],
         "GPUs": run["gpus"],
     }
@@ -514,15 +540,18 @@ def train_model(
     fold: int | None = None,
     deterministic: bool = True,
     threads: int = 2,
+    out_scale: str | None = None,
 ) -> None:
     """Train the model described by ``settings`` on the split's train cases, one output
-    channel per class of the label map ``labels``.
+    channel per class of the label map ``labels`` (``labels`` None: image translation, one
+    linear channel regressing the z-scored target; the best epoch has the lowest val MAE).
 
     Writes ``out_model`` (``model.keras``, best epoch by mean validation Dice),
     ``out_history`` (CSV, one row per epoch, all epochs across resumes), ``out_curves``
     (PNG), ``out_summary`` (text: layers, parameter counts, forward FLOPs) and TensorBoard
     logs under ``tensorboard_dir``; resumes from ``checkpoint_dir`` when a matching
-    checkpoint is there.
+    checkpoint is there. ``out_scale`` (translation): a JSON of the training cases' mean
+    in-brain target statistics, the scale of :func:`write_target_scale`.
     """
     from .labels import as_label_map
 
@@ -530,19 +559,19 @@ def train_model(
     threads = max(1, int(threads))
     log.info("training job started: %s (pid %d, %d threads)", out_model, os.getpid(), threads)
     settings = json.loads(json.dumps(settings))  # plain, private copy
-    labels = as_label_map(labels)
+    labels = None if labels is None else as_label_map(labels)
+    n_classes = 0 if labels is None else labels.n_classes  # 0: regression (translation)
     gpus = configure_tensorflow(threads)
     import keras
     import tensorflow as tf
 
-    from . import models
 
     seed = int(settings["seed"])
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
         log.info("TensorFlow op determinism on (seed %d)", seed)
-    d = _training_data(splits_path, preprocessed_dir, settings, fold, labels.n_classes)
+    d = _training_data(splits_path, preprocessed_dir, settings, fold, n_classes)
     checkpoints = Checkpoints(checkpoint_dir)
     checkpoints.prepare(_run_fingerprint(settings, d, fold, labels))
 
@@ -550,7 +579,7 @@ def train_model(
     if settings.get("mixed_precision") and not gpus:
         log.info("mixed precision asked for, but no GPU is visible: training in float32")
     model = compiled_model(settings, d.shape[2], d.shape[0], d.epochs * d.steps, mixed, labels)
-    clean_model = models.build_model(settings, d.shape[2], labels.n_classes, input_size=d.shape[0])
+    clean_model = build(settings, d.shape[2], d.shape[0], labels)
     state, history = _resume(model, checkpoints, tensorboard_dir, d.epochs)
     run = {
         "checkpoints": checkpoints,
@@ -559,8 +588,8 @@ def train_model(
         "tensorboard_dir": tensorboard_dir,
         "t0": t0,
         "metrics": history_metrics(labels),
-        "regions": list(labels.regions),
-        "class_names": list(labels.names),
+        "regions": [] if labels is None else list(labels.regions),
+        "class_names": ["synthetic target"] if labels is None else list(labels.names),
         "fold": fold,
         "mixed": mixed,
         "gpus": len(gpus),
@@ -571,6 +600,8 @@ def train_model(
         log.info("nothing left to train: writing the outputs from the checkpoint")
     out = {"model": out_model, "history": out_history, "curves": out_curves}
     _write_outputs(clean_model, d, settings, run, {**out, "summary": out_summary})
+    if out_scale:
+        write_target_scale(preprocessed_dir, d.train_cases, out_scale)
     checkpoints.clear()
     log.info(
         "model saved to %s (epoch %d); %.0f s in all",
@@ -578,3 +609,23 @@ def train_model(
         run["state"]["best_epoch"],
         time.perf_counter() - t0,
     )
+
+
+def write_target_scale(preprocessed_dir: str, cases: list[str], out_path: str) -> dict:
+    """The training data's target intensity scale: the mean over the training cases of
+    their in-brain target mean and SD (from their geometry records). Prediction maps
+    z-scores back with it when ``translation.rescale_output`` is on."""
+    from .geometry import load_geometry
+
+    stats = [
+        load_geometry(Path(preprocessed_dir) / c / "geometry.json")["target_normalisation"]
+        for c in cases
+    ]
+    scale = {
+        "mean": float(sum(s["mean"] for s in stats) / len(stats)),
+        "std": float(sum(s["std"] for s in stats) / len(stats)),
+        "cases": len(stats),
+    }
+    with atomic_path(out_path) as tmp:
+        tmp.write_text(json.dumps(scale, indent=1) + "\n")
+    return scale
