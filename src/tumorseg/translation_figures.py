@@ -157,33 +157,38 @@ def _window(*images, brain) -> tuple[float, float]:
     return float(lo), float(max(hi, lo + 1e-6))
 
 
-def _draw_case(fig, axes, label: str, case: str, mae: float, data: dict) -> None:
+def _panels(data: dict) -> dict:
+    """The shown slices of a loaded case (cropped to the brain), its grey window and
+    error scale, so that the volumes can be dropped before the next case is read."""
     brain = data["brain"]
     error = np.abs(data["pred"] - data["real"])
     lo, hi = _window(data["input"], data["pred"], data["real"], brain=brain)
     err_max = float(np.percentile(error[brain], 99.5)) if brain.any() else 1.0
-    err_max = max(err_max, 1e-6)
     box = _box(brain)
-    aspect = data["spacing"][1] / data["spacing"][0]  # sy / sx of an axial (y, x) slice
-    for row, z in zip(axes, brain_slices(brain), strict=False):
+    slices = brain_slices(brain)
+    out = {key: [data[key][z][box] for z in slices] for key in ("input", "pred", "real")}
+    out["error"] = [error[z][box] for z in slices]
+    out.update(
+        slices=slices,
+        window=(lo, hi),
+        err_max=max(err_max, 1e-6),
+        aspect=data["spacing"][1] / data["spacing"][0],  # sy / sx of an axial (y, x) slice
+        input_name=data["input_name"],
+        target_name=data["target_name"],
+    )
+    return out
+
+
+def _draw_case(fig, axes, label: str, case: str, mae: float, panels: dict) -> None:
+    lo, hi = panels["window"]
+    shown = {"interpolation": "nearest", "aspect": panels["aspect"]}
+    for r, (row, z) in enumerate(zip(axes, panels["slices"], strict=True)):
         for col, key in enumerate(("input", "pred", "real")):
-            row[col].imshow(
-                data[key][z][box],
-                cmap="gray",
-                vmin=lo,
-                vmax=hi,
-                aspect=aspect,
-                interpolation="nearest",
-            )
-        shown = row[3].imshow(
-            error[z][box],
-            cmap="magma",
-            vmin=0,
-            vmax=err_max,
-            aspect=aspect,
-            interpolation="nearest",
+            row[col].imshow(panels[key][r], cmap="gray", vmin=lo, vmax=hi, **shown)
+        err = row[3].imshow(
+            panels["error"][r], cmap="magma", vmin=0, vmax=panels["err_max"], **shown
         )
-        fig.colorbar(shown, ax=row[3], fraction=0.046, pad=0.04)
+        fig.colorbar(err, ax=row[3], fraction=0.046, pad=0.04)
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -203,12 +208,12 @@ def plot_translation_cases(
     if not picks:
         _message_figure(out_png, "no scored case to show")
         return
-    loaded = [(label, case, mae, _load_case(case, cases[case])) for label, case, mae in picks]
-    n_rows = sum(len(brain_slices(d["brain"])) for *_, d in loaded)
+    loaded = [(lab, case, mae, _panels(_load_case(case, cases[case]))) for lab, case, mae in picks]
+    n_rows = sum(len(p["slices"]) for *_, p in loaded)
     fig, axes = _pyplot().subplots(n_rows, 4, figsize=(13, 3.0 * n_rows), squeeze=False)
     start = 0
     for label, case, mae, data in loaded:
-        n = len(brain_slices(data["brain"]))
+        n = len(data["slices"])
         _draw_case(fig, axes[start : start + n], label, case, mae, data)
         start += n
     first = loaded[0][3]
@@ -252,6 +257,9 @@ def _source_boxes(ax, table: pd.DataFrame, groups: list[str], metric: str) -> No
             )
             for patch in parts["boxes"]:
                 patch.set_facecolor(colour)
+            for pos, values in zip(positions, data, strict=True):  # the cases themselves
+                offsets = np.linspace(-width / 5, width / 5, values.size) if values.size > 1 else 0
+                ax.scatter(pos + offsets, values, s=6, color="black", alpha=0.5, zorder=3)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, rotation=30)
     ax.set_xlim(-0.6, len(groups) - 0.4)
