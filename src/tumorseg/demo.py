@@ -313,6 +313,194 @@ def _crop_slices(axis_coords, centre, half) -> tuple[slice, ...]:
 # --------------------------------------------------------------------------- generation
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The head's box on the scanner's grid: the grid's slices and, broadcastable in
+    (z, y, x), the head-frame coordinates (mm) of its voxels."""
+
+    crop: tuple[slice, ...]
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray]  # z, y, x (1D)
+    dz: np.ndarray
+    dy: np.ndarray
+    dx: np.ndarray
+    half: tuple[float, float, float]  # z, y, x
+
+
+def _head_frame(sp: SubjectParams, grid: dict, shift: np.ndarray) -> _Frame:
+    axis = _axis_coords(grid)  # z, y, x
+    head = np.asarray(_CENTRE) + np.asarray(sp.offset) + shift  # x, y, z
+    ax, ay, az = sp.semi_axes
+    half = (az * 1.1 + 3.0, ay * 1.1 + 3.0, ax * 1.1 + 3.0)  # z, y, x
+    crop = _crop_slices(axis, head[::-1], half)
+    cz, cy, cx = (a[s] - h for a, s, h in zip(axis, crop, head[::-1], strict=True))
+    return _Frame(crop, (cz, cy, cx), cz[:, None, None], cy[None, :, None], cx[None, None, :], half)
+
+
+def _brain(sp: SubjectParams, frng: np.random.Generator, fr: _Frame) -> dict[str, np.ndarray]:
+    """Depth below the brain's surface, and the partial-volume maps of brain, cortex (gm)
+    and sulcal CSF: a perturbed ellipsoid, flatter below, narrower in front (-y is
+    anterior)."""
+    ax, ay, az = sp.semi_axes
+    dz, dy, dx = fr.dz, fr.dy, fr.dx
+    ax_eff = ax * (1.0 - 0.06 * np.clip(-dy / ay, 0.0, 1.0))
+    az_eff = np.where(dz < 0, 0.85 * az, az)
+    r = np.sqrt((dx / ax_eff) ** 2 + (dy / ay) ** 2 + (dz / az_eff) ** 2).astype(np.float32)
+    shape = np.clip(_smooth_field(frng, fr.coords, fr.half, 20.0), -2.5, 2.5)
+    mean_r = (ax + ay + az) / 3.0
+    depth = (1.0 - r + 0.03 * shape) * np.float32(mean_r)  # mm below the brain surface
+    del r, shape
+    # cortex and sulci
+    thick = _smooth_field(frng, fr.coords, fr.half, 12.0)
+    sulcal = np.abs(_smooth_field(frng, fr.coords, fr.half, 4.0))
+    sulcus_depth = 16.0 + 5.0 * thick
+    gm = np.maximum(
+        _ramp(4.0 + 1.0 * thick - depth),
+        np.clip((0.9 - sulcal) / 0.15, 0.0, 1.0) * _ramp(sulcus_depth + 2.0 - depth),
+    )
+    csf = np.maximum(
+        _ramp(1.0 - depth), np.clip(1.0 - sulcal / 0.15, 0.0, 1.0) * _ramp(sulcus_depth - depth)
+    )
+    return {"depth": depth, "brain": _ramp(depth), "gm": gm, "csf": csf}
+
+
+def _deep_structures(sp: SubjectParams, fr: _Frame, like: np.ndarray):
+    """Deep grey matter and lateral ventricles (which grow with ``ventricle_scale``)."""
+    k = min(sp.semi_axes) / 57.0
+    vs = sp.ventricle_scale
+    dgm = np.zeros_like(like)
+    vent = np.zeros_like(like)
+    for side in (-1.0, 1.0):
+        deep = _ellipsoid_depth(
+            fr.dz, fr.dy, fr.dx, (side * 21 * k, 2 * k, 2 * k), (9 * k, 17 * k, 11 * k)
+        )
+        dgm = np.maximum(dgm, _ramp(deep))
+        horn = _ellipsoid_depth(
+            fr.dz,
+            fr.dy,
+            fr.dx,
+            (side * (5.0 * vs + 1.0) * k, -4 * k, 10 * k),
+            (5 * vs * k, 30 * k, 9 * vs * k),
+        )
+        vent = np.maximum(vent, _ramp(horn))
+    return dgm, vent
+
+
+def _tumour(sp: SubjectParams, trng, fr: _Frame, growth: float, vent, like: np.ndarray):
+    """Edema, core and necrosis maps, drawn in the tumour's own frame (scaled by the
+    session's growth). Edema spreads in the parenchyma, not into the ventricles; the core
+    may invade them. The maps are of ``like``'s shape and type."""
+    edema = np.zeros_like(like)
+    core = np.zeros_like(like)
+    necrosis = np.zeros_like(like)
+    t_half = (1.65 * sp.r_edema + 3.0,) * 3
+    tc = np.asarray(sp.tumour_centre)[::-1]  # z, y, x
+    tcrop = _crop_slices(fr.coords, tc, tuple(growth * h for h in t_half))
+    tq = tuple((c[s] - m) / growth for c, s, m in zip(fr.coords, tcrop, tc, strict=True))
+    sx, sy, sz = sp.tumour_stretch
+    rt = np.sqrt(
+        (tq[2][None, None, :] / sx) ** 2
+        + (tq[1][None, :, None] / sy) ** 2
+        + (tq[0][:, None, None] / sz) ** 2
+    ).astype(np.float32)
+    f_ed = np.clip(_smooth_field(trng, tq, t_half, 7.0), -2.0, 2.0)
+    f_core = np.clip(_smooth_field(trng, tq, t_half, 5.0), -2.0, 2.0)
+    f_nec = np.clip(_smooth_field(trng, tq, t_half, 4.0), -2.0, 2.0)
+    r_core = rt + 0.15 * sp.r_core * f_core
+    core_t = _ramp(sp.r_core - r_core)
+    edema[tcrop] = np.maximum(
+        np.minimum(_ramp(sp.r_edema - (rt + 0.2 * sp.r_edema * f_ed)), 1.0 - vent[tcrop]), core_t
+    )
+    core[tcrop] = core_t
+    if sp.enhancing:
+        necrosis[tcrop] = np.minimum(
+            _ramp(sp.r_necrosis - (r_core + 0.2 * sp.r_necrosis * f_nec)), core_t
+        )
+    return edema, core, necrosis
+
+
+def _label(edema, core, necrosis, inside: np.ndarray, enhancing: bool) -> np.ndarray:
+    """The label in BraTS 2017 values."""
+    label = np.zeros(inside.shape, dtype=np.uint8)
+    label[edema >= 0.5] = 2
+    label[core >= 0.5] = 4 if enhancing else 1
+    label[necrosis >= 0.5] = 1
+    label[~inside] = 0
+    return label
+
+
+def _tissue_weights(layers: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """Weight of each tissue of :data:`_TISSUES` at the brain's voxels ``idx``: every layer
+    (gm, deep gm, csf, edema, core, necrosis) covers those painted before it."""
+    weights = np.empty((len(_TISSUES), idx.size), dtype=np.float32)
+    rest = np.ones(idx.size, dtype=np.float32)
+    for t in range(len(_TISSUES) - 1, 0, -1):
+        frac = layers[t - 1].ravel()[idx]
+        weights[t] = frac * rest
+        rest *= 1.0 - frac
+    weights[0] = rest
+    return weights
+
+
+@dataclass(frozen=True)
+class _Brain:
+    """The brain's voxels (flat indices into the head box) and what every modality's
+    intensities are made of there."""
+
+    idx: np.ndarray
+    weights: np.ndarray  # tissues x voxels
+    texture: np.ndarray
+    pv: np.ndarray  # partial-volume brain fraction
+    edge: np.ndarray  # the outermost shell of brain voxels (partial volume)
+    shape: tuple[int, ...]  # of the head box
+
+
+def _modality(
+    mod: str, case: str, seed: int, sp: SubjectParams, sc: ScannerParams, fr, b: _Brain, common
+) -> np.ndarray:
+    """One modality's int16 intensities in the head box: tissue means times texture,
+    partial volume, bias field (``common``: the log-bias shared by the modalities, at the
+    brain's voxels) and scanner scale, with Rician noise."""
+    f32 = np.float32
+    mrng = _rng(seed, f"case-{mod}", case)  # one modality does not depend on the others
+    mu = [c * g for c, g in zip(_INTENSITY[mod], sp.tissue_gain[mod], strict=True)]
+    if not sp.enhancing:
+        mu[5] = mu[7]  # non-enhancing core
+    mu = np.asarray(mu[:7], dtype=f32)
+    own = _smooth_field(mrng, fr.coords, fr.half, 50.0).ravel()[b.idx]
+    bias = np.exp(sc.bias_amplitude * (common + 0.4 * own))
+    clean = (mu @ b.weights) * b.texture * b.pv * bias * f32(sc.scale[mod])
+    sigma = f32(sc.noise * mu[0] * sc.scale[mod])
+    n1 = mrng.standard_normal(b.idx.size, dtype=f32)
+    n2 = mrng.standard_normal(b.idx.size, dtype=f32)
+    noisy = np.sqrt((clean + sigma * n1) ** 2 + (sigma * n2) ** 2)
+    # like real skull-stripped scans: a few small negative values at the brain's edge
+    ring = b.edge & (mrng.random(b.idx.size, dtype=f32) < 0.03)
+    noisy[ring] = -mrng.uniform(1.0, 3.0, int(ring.sum())).astype(f32) * sigma
+    buf = np.zeros(b.shape, dtype=np.int16)
+    buf.ravel()[b.idx] = np.clip(np.rint(noisy), -1000, np.iinfo(np.int16).max).astype(np.int16)
+    return buf
+
+
+def _anatomy(sp: SubjectParams, seed: int, subject: str, fr: _Frame, growth: float):
+    """Label (BraTS 2017 values) and the brain's tissue make-up in the head box."""
+    frng = _rng(seed, "subject", subject, stream=1)  # anatomy fields
+    tissue = _brain(sp, frng, fr)
+    inside = tissue["depth"] >= 0.0
+    dgm, vent = _deep_structures(sp, fr, tissue["depth"])
+    csf = np.maximum(tissue["csf"], vent)
+    trng = _rng(seed, "subject", subject, stream=2)  # tumour shape fields
+    edema, core, necrosis = _tumour(sp, trng, fr, growth, vent, tissue["depth"])
+    label = _label(edema, core, necrosis, inside, sp.enhancing)
+    idx = np.flatnonzero(inside)
+    weights = _tissue_weights([tissue["gm"], dgm, csf, edema, core, necrosis], idx)
+    tumour_frac = edema.ravel()[idx]
+    pv = tissue["brain"].ravel()[idx]
+    # texture (subject) and tumour heterogeneity
+    texture = 1.0 + 0.04 * _smooth_field(frng, fr.coords, fr.half, 3.0).ravel()[idx]
+    texture += 0.10 * tumour_frac * _smooth_field(frng, fr.coords, fr.half, 5.0).ravel()[idx]
+    return label, _Brain(idx, weights, texture, pv, pv < 1.0, label.shape)
+
+
 def _simulate(
     case: str,
     subject: str,
@@ -328,150 +516,20 @@ def _simulate(
     case_rng = _rng(seed, "case", case)
     shift = case_rng.uniform(-2.0, 2.0, 3) if session > 1 else np.zeros(3)
     growth = float(case_rng.uniform(0.85, 1.15)) if session > 1 else 1.0
-
-    size_zyx = tuple(int(n) for n in grid["size"][::-1])
-    axis = _axis_coords(grid)  # z, y, x
-    head = np.asarray(_CENTRE) + np.asarray(sp.offset) + shift  # x, y, z
-    ax, ay, az = sp.semi_axes
-    half = (az * 1.1 + 3.0, ay * 1.1 + 3.0, ax * 1.1 + 3.0)  # z, y, x
-    crop = _crop_slices(axis, head[::-1], half)
-    # head-frame coordinates of the crop (mm), broadcastable in (z, y, x)
-    cz, cy, cx = (a[s] - h for a, s, h in zip(axis, crop, head[::-1], strict=True))
-    dz, dy, dx = cz[:, None, None], cy[None, :, None], cx[None, None, :]
-    coords = (cz, cy, cx)
-    f32 = np.float32
-
-    frng = _rng(seed, "subject", subject, stream=1)  # anatomy fields
-    # brain: a perturbed ellipsoid, flatter below, narrower in front (-y is anterior)
-    ax_eff = ax * (1.0 - 0.06 * np.clip(-dy / ay, 0.0, 1.0))
-    az_eff = np.where(dz < 0, 0.85 * az, az)
-    r = np.sqrt((dx / ax_eff) ** 2 + (dy / ay) ** 2 + (dz / az_eff) ** 2).astype(f32)
-    shape = np.clip(_smooth_field(frng, coords, half, 20.0), -2.5, 2.5)
-    mean_r = (ax + ay + az) / 3.0
-    depth = (1.0 - r + 0.03 * shape) * f32(mean_r)  # mm below the brain surface
-    del r, shape
-    inside = depth >= 0.0
-    brain = _ramp(depth)
-
-    # cortex and sulci
-    thick = _smooth_field(frng, coords, half, 12.0)
-    sulcal = np.abs(_smooth_field(frng, coords, half, 4.0))
-    sulcus_depth = 16.0 + 5.0 * thick
-    gm = np.maximum(
-        _ramp(4.0 + 1.0 * thick - depth),
-        np.clip((0.9 - sulcal) / 0.15, 0.0, 1.0) * _ramp(sulcus_depth + 2.0 - depth),
-    )
-    csf = np.maximum(
-        _ramp(1.0 - depth), np.clip(1.0 - sulcal / 0.15, 0.0, 1.0) * _ramp(sulcus_depth - depth)
-    )
-    del thick, sulcal, sulcus_depth
-    # deep grey matter and lateral ventricles (the ventricles grow with ventricle_scale)
-    k = min(sp.semi_axes) / 57.0
-    vs = sp.ventricle_scale
-    dgm = np.zeros_like(depth)
-    vent = np.zeros_like(depth)
-    for side in (-1.0, 1.0):
-        deep = _ellipsoid_depth(dz, dy, dx, (side * 21 * k, 2 * k, 2 * k), (9 * k, 17 * k, 11 * k))
-        dgm = np.maximum(dgm, _ramp(deep))
-        horn = _ellipsoid_depth(
-            dz,
-            dy,
-            dx,
-            (side * (5.0 * vs + 1.0) * k, -4 * k, 10 * k),
-            (5 * vs * k, 30 * k, 9 * vs * k),
-        )
-        vent = np.maximum(vent, _ramp(horn))
-    csf = np.maximum(csf, vent)
-    del deep, horn
-
-    # tumour, in its own frame (scaled by the session's growth)
-    edema = np.zeros_like(depth)
-    core = np.zeros_like(depth)
-    necrosis = np.zeros_like(depth)
-    trng = _rng(seed, "subject", subject, stream=2)  # tumour shape fields
-    t_half = (1.65 * sp.r_edema + 3.0,) * 3
-    tc = np.asarray(sp.tumour_centre)[::-1]  # z, y, x
-    tcrop = _crop_slices(coords, tc, tuple(growth * h for h in t_half))
-    tq = tuple((c[s] - m) / growth for c, s, m in zip(coords, tcrop, tc, strict=True))
-    sx, sy, sz = sp.tumour_stretch
-    rt = np.sqrt(
-        (tq[2][None, None, :] / sx) ** 2
-        + (tq[1][None, :, None] / sy) ** 2
-        + (tq[0][:, None, None] / sz) ** 2
-    ).astype(f32)
-    f_ed = np.clip(_smooth_field(trng, tq, t_half, 7.0), -2.0, 2.0)
-    f_core = np.clip(_smooth_field(trng, tq, t_half, 5.0), -2.0, 2.0)
-    f_nec = np.clip(_smooth_field(trng, tq, t_half, 4.0), -2.0, 2.0)
-    r_core = rt + 0.15 * sp.r_core * f_core
-    core_t = _ramp(sp.r_core - r_core)
-    # edema spreads in the parenchyma, not into the ventricles; the core may invade them
-    edema[tcrop] = np.maximum(
-        np.minimum(_ramp(sp.r_edema - (rt + 0.2 * sp.r_edema * f_ed)), 1.0 - vent[tcrop]), core_t
-    )
-    core[tcrop] = core_t
-    if sp.enhancing:
-        necrosis[tcrop] = np.minimum(
-            _ramp(sp.r_necrosis - (r_core + 0.2 * sp.r_necrosis * f_nec)), core_t
-        )
-    del rt, f_ed, f_core, f_nec, r_core, core_t
-
-    # label (BraTS 2017 values)
-    label = np.zeros(depth.shape, dtype=np.uint8)
-    label[edema >= 0.5] = 2
-    label[core >= 0.5] = 4 if sp.enhancing else 1
-    label[necrosis >= 0.5] = 1
-    label[~inside] = 0
-
-    # tissue weights at the brain's voxels (painting order)
-    idx = np.flatnonzero(inside)
-    layers = [gm, dgm, csf, edema, core, necrosis]
-    weights = np.empty((len(_TISSUES), idx.size), dtype=f32)
-    rest = np.ones(idx.size, dtype=f32)
-    for t in range(len(_TISSUES) - 1, 0, -1):
-        frac = layers[t - 1].ravel()[idx]
-        weights[t] = frac * rest
-        rest *= 1.0 - frac
-    weights[0] = rest
-    tumour_frac = edema.ravel()[idx]
-    pv = brain.ravel()[idx]
-    edge = pv < 1.0  # the outermost shell of brain voxels (partial volume)
-    del gm, dgm, csf, vent, edema, core, necrosis, layers, brain
-
-    # texture (subject) and tumour heterogeneity
-    texture = 1.0 + 0.04 * _smooth_field(frng, coords, half, 3.0).ravel()[idx]
-    texture += 0.10 * tumour_frac * _smooth_field(frng, coords, half, 5.0).ravel()[idx]
-
+    fr = _head_frame(sp, grid, shift)
+    label, brain = _anatomy(sp, seed, subject, fr, growth)
     # scanner: bias field (coil gradient per scanner, pattern per case), scale, noise
     v = np.asarray(sc.bias_gradient)
-    gradient = ((v[0] * dx + v[1] * dy + v[2] * dz) / 80.0).astype(f32)
-    common = (0.6 * _smooth_field(case_rng, coords, half, 50.0) + gradient).ravel()[idx]
-    del gradient
+    gradient = ((v[0] * fr.dx + v[1] * fr.dy + v[2] * fr.dz) / 80.0).astype(np.float32)
+    common = 0.6 * _smooth_field(case_rng, fr.coords, fr.half, 50.0) + gradient
+    common = common.ravel()[brain.idx]
+    size_zyx = tuple(int(n) for n in grid["size"][::-1])
     images = {}
     for mod in modalities:
-        mrng = _rng(seed, f"case-{mod}", case)  # one modality does not depend on the others
-        col = list(_INTENSITY[mod])
-        gain = sp.tissue_gain[mod]
-        mu = [c * g for c, g in zip(col, gain, strict=True)]
-        if not sp.enhancing:
-            mu[5] = mu[7]  # non-enhancing core
-        mu = np.asarray(mu[:7], dtype=f32)
-        own = _smooth_field(mrng, coords, half, 50.0).ravel()[idx]
-        bias = np.exp(sc.bias_amplitude * (common + 0.4 * own))
-        clean = (mu @ weights) * texture * pv * bias * f32(sc.scale[mod])
-        sigma = f32(sc.noise * mu[0] * sc.scale[mod])
-        n1 = mrng.standard_normal(idx.size, dtype=f32)
-        n2 = mrng.standard_normal(idx.size, dtype=f32)
-        noisy = np.sqrt((clean + sigma * n1) ** 2 + (sigma * n2) ** 2)
-        # like real skull-stripped scans: a few small negative values at the brain's edge
-        ring = edge & (mrng.random(idx.size, dtype=f32) < 0.03)
-        noisy[ring] = -mrng.uniform(1.0, 3.0, int(ring.sum())).astype(f32) * sigma
-        buf = np.zeros(depth.shape, dtype=np.int16)
-        buf.ravel()[idx] = np.clip(np.rint(noisy), -1000, np.iinfo(np.int16).max).astype(np.int16)
-        full = np.zeros(size_zyx, dtype=np.int16)
-        full[crop] = buf
-        images[mod] = full
+        images[mod] = np.zeros(size_zyx, dtype=np.int16)
+        images[mod][fr.crop] = _modality(mod, case, seed, sp, sc, fr, brain, common)
     full_label = np.zeros(size_zyx, dtype=np.uint8)
-    full_label[crop] = label
+    full_label[fr.crop] = label
     return images, full_label
 
 
@@ -534,4 +592,3 @@ def write_case(
         with atomic_path(paths["seg"]) as tmp:
             sitk.WriteImage(_image(label, grid), str(tmp), True)
     return paths
-
