@@ -395,6 +395,10 @@ def test_pictures(tmp_path):
     out2 = tmp_path / "fallback.png"
     plot_translation_cases(per_case, only_val, str(out2), split="test")
     assert out2.stat().st_size > 10_000
+    broken = {"v1": {k: v for k, v in cases["v1"].items() if k != "geometry"}}
+    with pytest.raises(InputError, match="case v1.*geometry"):
+        plot_translation_cases(per_case, broken, str(tmp_path / "broken.png"))
+    assert not (tmp_path / "broken.png").exists()
 
 
 def test_pictures_of_nothing(tmp_path):

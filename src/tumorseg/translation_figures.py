@@ -21,10 +21,9 @@ import SimpleITK as sitk
 
 from .atomic import atomic_path
 from .errors import InputError
-from .geometry import load_geometry
 from .imageio import read_image
 from .tables import read_tsv
-from .translation_eval import SPLIT_ORDER, first_input, zscore
+from .translation_eval import SPLIT_ORDER, _record, _stats, first_input, zscore
 
 #: where the shown slices lie in the brain's axial extent
 SLICE_FRACTIONS = (0.3, 0.5, 0.7)
@@ -100,7 +99,7 @@ def _load_case(case: str, paths: dict) -> dict:
     missing = [k for k in ("input", "pred", "target", "geometry") if not paths.get(k)]
     if missing:
         raise InputError(f"figure inputs lack {missing}", case)
-    record = load_geometry(paths["geometry"])
+    record = _record(case, paths["geometry"])
     pred, spacing = _lps_array(paths["pred"], case, "prediction")
     image, _ = _lps_array(paths["input"], case, "input")
     target, _ = _lps_array(paths["target"], case, "target")
@@ -116,8 +115,8 @@ def _load_case(case: str, paths: dict) -> dict:
             paths["pred"],
         )
     name = first_input(record)
-    mean, std = (float(record["normalisation"][name][k]) for k in ("mean", "std"))
-    t_mean, t_std = (float(record["target_normalisation"][k]) for k in ("mean", "std"))
+    mean, std = _stats(case, record, name, paths["geometry"])
+    t_mean, t_std = _stats(case, record, None, paths["geometry"])
     return {
         "input": zscore(image, mean, std, brain),
         "pred": np.where(brain, pred, 0.0),
