@@ -217,6 +217,32 @@ def test_augmentation_keeps_image_and_label_aligned():
     assert not np.array_equal(other[1].numpy(), out_lab)
 
 
+@pytest.mark.parametrize("settings", ["defaults", "strong"])
+def test_keras_warp_is_bit_identical_to_the_raw_tensorflow_op(settings):
+    """augment.apply_transforms (keras.ops.image.affine_transform) gives exactly what the
+    raw ImageProjectiveTransformV3 op gave: bilinear images, nearest uint8 labels, and the
+    constant 0 fill at the borders (training outputs are pinned by a workflow test)."""
+    from tumorseg.augment import apply_transforms, random_transforms
+
+    augment = model_defaults(SCHEMA)["augment"] if settings == "defaults" else STRONG
+    rng = np.random.default_rng(5)
+    images = tf.constant(rng.normal(size=(8, 96, 96, 4)).astype(np.float32))
+    labels = tf.constant(rng.integers(0, 4, size=(8, 96, 96, 1)).astype(np.uint8))
+    transforms = random_transforms(8, 96, 96, augment, [3, 9])
+    for batch, interpolation in ((images, "BILINEAR"), (labels, "NEAREST")):
+        raw = tf.raw_ops.ImageProjectiveTransformV3(
+            images=batch,
+            transforms=transforms,
+            output_shape=tf.shape(batch)[1:3],
+            fill_value=tf.constant(0.0, tf.float32),
+            interpolation=interpolation,
+            fill_mode="CONSTANT",
+        ).numpy()
+        ours = apply_transforms(batch, transforms, interpolation).numpy()
+        assert ours.dtype == raw.dtype and (raw == 0).any()  # some fill from outside
+        np.testing.assert_array_equal(ours, raw)
+
+
 def test_flip_only_flips_image_and_label_together():
     labels = block_pattern(16, 16, 4, seed=1)
     images = np.random.default_rng(2).normal(size=(16, 16, 16, 3)).astype(np.float32)

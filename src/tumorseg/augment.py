@@ -6,12 +6,18 @@ drawn per sample with TensorFlow's stateless RNG from a seed pair, so a given
 bilinearly, labels by nearest neighbour, so a label never takes a value that was not in
 it; pixels coming from outside the slice are 0 (background; 0 is also "outside the brain"
 in the z-scored images).
+
+The warp is Keras's public ``keras.ops.image.affine_transform`` (constant fill 0). On the
+TensorFlow backend it runs TensorFlow's ``ImageProjectiveTransformV3`` op with the same
+arguments this module passed to it directly before, so its output is bit-identical
+(checked in ``tests/test_data.py``, bilinear and nearest, borders included).
 """
 
 from __future__ import annotations
 
 import math
 
+import keras
 import tensorflow as tf
 
 
@@ -62,15 +68,15 @@ def random_transforms(batch: int, height: int, width: int, augment: dict, seed) 
 
 
 def apply_transforms(images: tf.Tensor, transforms: tf.Tensor, interpolation: str) -> tf.Tensor:
-    """Resample a (batch, y, x, channels) tensor with per-sample transforms (0 outside)."""
-    shape = tf.shape(images)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images,
-        transforms=transforms,
-        output_shape=shape[1:3],
-        fill_value=tf.constant(0.0, tf.float32),
-        interpolation=interpolation,
-        fill_mode="CONSTANT",
+    """Resample a (batch, y, x, channels) tensor with per-sample transforms (0 outside);
+    ``interpolation`` is ``bilinear`` or ``nearest`` (either case)."""
+    return keras.ops.image.affine_transform(
+        images,
+        transforms,
+        interpolation=interpolation.lower(),
+        fill_mode="constant",
+        fill_value=0,
+        data_format="channels_last",
     )
 
 
