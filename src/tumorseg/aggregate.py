@@ -3,7 +3,8 @@
 * :func:`per_case` joins the per-case TSVs of one model run with the split table.
 * :func:`summary` summarises every run (mean, std, median, quartiles per split, scanner and
   region) and compares the runs; one run is *selected* on validation Dice only.
-* :func:`plot_boxplots` and :func:`plot_overlays` draw the report's pictures.
+* :func:`plot_boxplots` and :func:`plot_overlays` pick what the report's pictures show;
+  :mod:`tumorseg.figures` draws them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from . import figures
 from .errors import InputError
-from .labels import as_label_map, class_colours
+from .labels import as_label_map
 from .metrics import CASE_COLUMNS, COUNTS, METRICS
+from .split_names import PREDICT, in_split_order
+from .split_names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
 from .tables import read_tsv, write_tsv
 
 log = logging.getLogger(__name__)
@@ -47,19 +50,9 @@ SUMMARY_COLUMNS = (
     "q1",
     "q3",
 )
-SPLIT_ORDER = ("train", "val", "test", "predict")
 #: preferred region order (the BraTS one); other maps keep their own order
 REGION_ORDER = tuple(as_label_map("brats2017").regions)
-#: most regions drawn in per-scanner panels of the box plots
-MAX_REGION_PANELS = 6
 ALL = "all"
-
-_SPLIT_COLOURS = {
-    "train": "#8da0cb",
-    "val": "#fc8d62",
-    "test": "#66c2a5",
-    "predict": "#b3b3b3",
-}
 
 
 def _read_splits(splits_tsv: str) -> pd.DataFrame:
@@ -144,17 +137,11 @@ def _describe(values: pd.Series) -> dict:
     }
 
 
-def _ordered(values, order) -> list:
-    values = list(dict.fromkeys(values))
-    known = [v for v in order if v in values]
-    return known + sorted(v for v in values if v not in order)
-
-
 def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
     """Long-format statistics of one run's per-case table (see :func:`summary`)."""
     rows = []
     metrics = [m for m in SUMMARY_METRICS if m in table.columns]
-    for split in _ordered(table["split"], SPLIT_ORDER):
+    for split in in_split_order(table["split"]):
         in_split = table[table["split"] == split]
         scanners = [ALL, *sorted(in_split["scanner"].unique())]
         for scanner in scanners:
@@ -263,113 +250,12 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
 # --------------------------------------------------------------------------- pictures
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _message_figure(out_png: str, text: str) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def _grouped_boxes(ax, table: pd.DataFrame, group_col: str, groups: list, splits: list, metric):
-    width = 0.8 / max(len(splits), 1)
-    for j, split in enumerate(splits):
-        data, positions = [], []
-        for i, group in enumerate(groups):
-            values = table.loc[
-                (table[group_col] == group) & (table["split"] == split), metric
-            ].dropna()
-            if len(values):
-                data.append(values.to_numpy(dtype=float))
-                positions.append(i - 0.4 + width * (j + 0.5))
-        if not data:
-            continue
-        parts = ax.boxplot(
-            data,
-            positions=positions,
-            widths=width * 0.85,
-            patch_artist=True,
-            manage_ticks=False,
-            flierprops={"markersize": 3},
-            medianprops={"color": "black"},
-        )
-        for box in parts["boxes"]:
-            box.set_facecolor(_SPLIT_COLOURS.get(split, "#dddddd"))
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, rotation=30 if group_col == "scanner" else 0)
-    ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.grid(axis="y", alpha=0.3)
-
-
 def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
-    """Box plots of Dice (top row) and HD95 (bottom row): per region in the first column,
-    then per scanner for each region; one colour per split."""
-    from matplotlib.patches import Patch
-
+    """Box plots of Dice and HD95 of the scored (not ``predict``) rows of a per-case table
+    (:func:`tumorseg.figures.plot_boxplots`)."""
     table = read_tsv(per_case_tsv, "per-case table")
-    table = table[table["split"] != "predict"] if "split" in table else table
-    if table.empty:
-        _message_figure(out_png, f"{model}: no labelled cases were scored")
-        return
-    plt = _pyplot()
-    splits = _ordered(table["split"], SPLIT_ORDER)
-    regions = _regions(table)
-    scanners = sorted(table["scanner"].astype(str).unique())
-    ncols = 1 + min(len(regions), MAX_REGION_PANELS)
-    panel_width = max(3.0, 0.3 * max(len(scanners), len(regions)) * len(splits) + 1.2)
-    fig, axes = plt.subplots(2, ncols, figsize=(panel_width * ncols + 1.0, 7), squeeze=False)
-    for r, (metric, label) in enumerate((("dice", "Dice"), ("hd95", "HD95 (mm)"))):
-        ax = axes[r, 0]
-        _grouped_boxes(ax, table, "region", regions, splits, metric)
-        ax.set_title(f"{label} by region", fontsize=10)
-        ax.set_ylabel(label)
-        for c, region in enumerate(regions[:MAX_REGION_PANELS], start=1):
-            ax = axes[r, c]
-            sub = table[table["region"] == region]
-            _grouped_boxes(ax, sub, "scanner", scanners, splits, metric)
-            ax.set_title(f"{region} {label} by scanner", fontsize=10)
-        if metric == "dice":
-            for ax in axes[r]:
-                ax.set_ylim(-0.03, 1.03)
-    handles = [Patch(facecolor=_SPLIT_COLOURS.get(s, "#dddddd"), label=s) for s in splits]
-    fig.legend(handles=handles, loc="upper right", title="split")
-    n_cases = table["case"].nunique()
-    fig.suptitle(f"{model}: per-case scores on the native grid ({n_cases} cases)")
-    fig.tight_layout(rect=(0, 0, 1 - 1.0 / (panel_width * ncols + 1.0), 0.95))
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
-def _read_array(path: str, case: str, role: str = "image"):
-    import SimpleITK as sitk
-
-    from . import slices
-
-    if slices.is_stack(path):  # a slice-stack folder: its masks, or its first channel
-        if role == "image":
-            image = slices.read_stack_channel(path, case, 0)
-        else:
-            image = slices.read_stack_masks(path, case)
-        return image, sitk.GetArrayFromImage(image)
-    if not Path(path).is_file():
-        raise InputError("file not found", case, path)
-    image = sitk.ReadImage(str(path))
-    array = sitk.GetArrayFromImage(image)
-    if array.ndim == 4:  # 4D / vector image: show the first channel
-        array = array[..., 0] if image.GetNumberOfComponentsPerPixel() > 1 else array[0]
-    return image, array
+    table = table[table["split"] != PREDICT] if "split" in table else table
+    figures.plot_boxplots(table, out_png, model)
 
 
 def pick_cases(
@@ -403,28 +289,6 @@ def pick_cases(
     return picks, fallback
 
 
-def _crop_box(image: np.ndarray, *masks: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
-    """In-plane box around the non-zero image (the brain) and the masks, plus a margin."""
-    keep = (image != 0) & np.isfinite(image)
-    for mask in masks:
-        keep = keep | mask
-    if not keep.any():
-        return slice(None), slice(None)
-    box = []
-    for axis in (0, 1):
-        hits = np.flatnonzero(keep.any(axis=1 - axis))
-        box.append(slice(max(hits[0] - margin, 0), min(hits[-1] + 1 + margin, image.shape[axis])))
-    return tuple(box)
-
-
-def _window(image: np.ndarray) -> tuple[float, float]:
-    values = image[np.isfinite(image) & (image != 0)]
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    return float(lo), float(max(hi, lo + 1e-6))
-
-
 def plot_overlays(
     per_case_tsv: str,
     cases: dict[str, dict],
@@ -434,86 +298,17 @@ def plot_overlays(
 ) -> None:
     """Best, median and worst ``split`` case by the first region's Dice: an axial slice
     through the lesion (the one with most reference foreground voxels) of the image, then
-    the reference and the
-    prediction drawn over it. ``cases`` maps case -> {"image", "ref", "pred"} paths, all on
-    the native grid; only cases listed there can be picked."""
-    from matplotlib.colors import ListedColormap
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
+    the reference and the prediction drawn over it. ``cases`` maps case -> {"image", "ref",
+    "pred"} paths, all on the native grid; only cases listed there can be picked."""
     table = read_tsv(per_case_tsv, "per-case table")
     picks, fallback = pick_cases(table, split, cases)
     if not picks:
-        _message_figure(out_png, "no labelled case to show")
+        figures.message_figure(out_png, "no labelled case to show")
         return
-    plt = _pyplot()
-    labels = as_label_map(labels)
-    colours = class_colours(labels)
-    cmap = ListedColormap(colours)
     first = _regions(table)[0]
-    fig, axes = plt.subplots(len(picks), 3, figsize=(10.5, 3.6 * len(picks)), squeeze=False)
-    for row, (label, case, dice) in enumerate(picks):
-        paths = cases[case]
-        image_img, image = _read_array(paths["image"], case)
-        ref_img, ref_raw = _read_array(paths["ref"], case, "label")
-        _, pred_raw = _read_array(paths["pred"], case, "label")
-        ref = labels.to_internal(ref_raw, case, paths["ref"])
-        pred = labels.to_internal(pred_raw, case, paths["pred"])
-        if not (image.shape == ref.shape == pred.shape):
-            raise InputError(
-                f"image {image.shape}, reference {ref.shape} and prediction {pred.shape} "
-                "differ in shape",
-                case,
-                paths["image"],
-            )
-        counts = (ref > 0).sum(axis=(1, 2))
-        if counts.max() == 0:
-            counts = (pred > 0).sum(axis=(1, 2))
-        z = int(np.argmax(counts)) if counts.max() > 0 else image.shape[0] // 2
-        sx, sy = ref_img.GetSpacing()[:2]
-        box = _crop_box(image[z], ref[z] > 0, pred[z] > 0)
-        image_z, ref_z, pred_z = image[z][box], ref[z][box], pred[z][box]
-        lo, hi = _window(image_z.astype(float))
-        for col, (title, overlay) in enumerate(
-            (("image", None), ("reference", ref_z), ("prediction", pred_z))
-        ):
-            ax = axes[row, col]
-            ax.imshow(
-                image_z, cmap="gray", vmin=lo, vmax=hi, aspect=sy / sx, interpolation="nearest"
-            )
-            if overlay is not None:
-                ax.imshow(
-                    np.ma.masked_equal(overlay, 0),
-                    cmap=cmap,
-                    vmin=0,
-                    vmax=len(colours) - 1,
-                    alpha=0.45,
-                    aspect=sy / sx,
-                    interpolation="nearest",
-                )
-                if overlay.any():
-                    ax.contour(overlay > 0, levels=[0.5], colors="white", linewidths=0.7)
-            if col == 2 and ref_z.any():  # the reference outline, for comparison
-                ax.contour(ref_z > 0, levels=[0.5], colors="cyan", linewidths=0.7, linestyles="--")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(f"{label}: {case}\n{first} Dice {dice:.3f}, slice {z}")
-            ax.set_title(title if row == 0 else "")
-    handles = [Patch(facecolor=colours[c], label=name) for c, name in enumerate(labels.names) if c][
-        :20
-    ]
-    handles.append(Line2D([], [], color="cyan", linestyle="--", label="reference outline"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6))
-    where = f"{split} cases"
-    if fallback:
-        where = f"all labelled cases (no scored {split} case)"
-    fig.suptitle(f"Best, median and worst of {where} by {first} Dice")
-    height = fig.get_figheight()
-    fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.45 / height))
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    where = f"all labelled cases (no scored {split} case)" if fallback else f"{split} cases"
+    title = f"Best, median and worst of {where} by {first} Dice"
+    figures.plot_overlays(picks, cases, out_png, labels, first, title)
 
 
 def _as_list(value) -> list[str]:

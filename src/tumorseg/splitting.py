@@ -49,154 +49,32 @@ import hashlib
 import logging
 import math
 import numbers
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path
 from .errors import InputError
+from .figures import plot_split_summary
+from .pinned import check_pinned
+from .rounding import controlled_round
+from .split_names import ALL, PREDICT, SPLITS
+from .tables import read_tsv, write_tsv
 
 log = logging.getLogger("tumorseg")
 
-SPLITS = ("train", "val", "test")
-PREDICT = "predict"
-ALL = "(all)"
-_SPLIT_COLOURS = {"train": "#4c72b0", "val": "#dd8452", "test": "#55a868", PREDICT: "#8c8c8c"}
-
-
-# --------------------------------------------------------------------------------------
-# Controlled rounding (exact, via a small min-cost flow)
-# --------------------------------------------------------------------------------------
-
-
-def _min_cost_flow(n_nodes: int, edges: list[tuple[int, int, int, int]], source: int, sink: int):
-    """Min-cost max-flow by successive shortest paths (SPFA; the graph given has no
-    negative cycle). Returns the flow on each edge, in the order given."""
-    to: list[int] = []
-    cap: list[int] = []
-    cost: list[int] = []
-    adj: list[list[int]] = [[] for _ in range(n_nodes)]
-    for u, v, c, w in edges:
-        adj[u].append(len(to))
-        to.append(v)
-        cap.append(c)
-        cost.append(w)
-        adj[v].append(len(to))
-        to.append(u)
-        cap.append(0)
-        cost.append(-w)
-    while True:
-        dist: list[int | None] = [None] * n_nodes
-        via: list[int] = [-1] * n_nodes
-        dist[source] = 0
-        queue = [source]
-        queued = [False] * n_nodes
-        queued[source] = True
-        head = 0
-        while head < len(queue):
-            u = queue[head]
-            head += 1
-            queued[u] = False
-            for e in adj[u]:
-                if cap[e] <= 0:
-                    continue
-                v = to[e]
-                d = dist[u] + cost[e]
-                if dist[v] is None or d < dist[v]:
-                    dist[v] = d
-                    via[v] = e
-                    if not queued[v]:
-                        queued[v] = True
-                        queue.append(v)
-        if dist[sink] is None:
-            break
-        push = None
-        v = sink
-        while v != source:
-            e = via[v]
-            push = cap[e] if push is None else min(push, cap[e])
-            v = to[e ^ 1]
-        v = sink
-        while v != source:
-            e = via[v]
-            cap[e] -= push
-            cap[e ^ 1] += push
-            v = to[e ^ 1]
-    return [cap[2 * i + 1] for i in range(len(edges))]
-
-
-def controlled_round(sizes: Sequence[int], ratios: Sequence[Fraction]) -> list[list[int]]:
-    """Integer table ``x[s][k]`` with row sums ``sizes[s]``, each cell ``sizes[s]*ratios[k]``
-    rounded down or up, and each column sum ``sum(sizes)*ratios[k]`` rounded down or up.
-
-    ``ratios`` must be exact fractions summing to 1. Preferences among the valid tables are
-    described in the module docstring.
-    """
-    ratios = [Fraction(r) for r in ratios]
-    if sum(ratios) != 1:
-        raise ValueError("ratios must sum to 1")
-    n_rows, n_cols = len(sizes), len(ratios)
-    t = [[n * r for r in ratios] for n in sizes]
-    low = [[math.floor(v) for v in row] for row in t]
-    ups = [sizes[s] - sum(low[s]) for s in range(n_rows)]
-    total_ups = sum(ups)
-    col_target = [sum((t[s][k] for s in range(n_rows)), Fraction(0)) for k in range(n_cols)]
-    col_low = [sum(low[s][k] for s in range(n_rows)) for k in range(n_cols)]
-    need_min = [math.floor(col_target[k]) - col_low[k] for k in range(n_cols)]
-    need_max = [math.ceil(col_target[k]) - col_low[k] for k in range(n_cols)]
-    x = [row[:] for row in low]
-    if total_ups == 0:
-        return x
-
-    denom = 1
-    for v in [*(v for row in t for v in row), *col_target]:
-        denom = math.lcm(denom, v.denominator)
-
-    def frac(v: Fraction) -> int:
-        return int((v - math.floor(v)) * denom)
-
-    # lexicographic weights: mandatory column minimum > overall remainders > per-scanner
-    # remainders > split order
-    b4 = total_ups * (n_cols - 1)
-    w3 = b4 + 1
-    b3 = b4 + w3 * total_ups * denom
-    w2 = b3 + 1
-    b2 = b3 + w2 * total_ups * denom
-    w1 = b2 + 1
-
-    source, sink = 0, 1
-    row_node = [2 + s for s in range(n_rows)]
-    col_node = [2 + n_rows + k for k in range(n_cols)]
-    edges: list[tuple[int, int, int, int]] = []
-    for s in range(n_rows):
-        if ups[s]:
-            edges.append((source, row_node[s], ups[s], 0))
-    cell_edges: list[tuple[int, int, int]] = []
-    for s in range(n_rows):
-        for k in range(n_cols):
-            f = frac(t[s][k])
-            if f > 0:
-                cell_edges.append((len(edges), s, k))
-                edges.append((row_node[s], col_node[k], 1, -w3 * f + k))
-    for k in range(n_cols):
-        if need_min[k] > 0:
-            edges.append((col_node[k], sink, need_min[k], -w1))
-        if need_max[k] > need_min[k]:
-            edges.append((col_node[k], sink, need_max[k] - need_min[k], -w2 * frac(col_target[k])))
-    flow = _min_cost_flow(2 + n_rows + n_cols, edges, source, sink)
-    for i, s, k in cell_edges:
-        x[s][k] += flow[i]
-    for s in range(n_rows):
-        if sum(x[s]) != sizes[s]:  # pragma: no cover - a bug, not bad input
-            raise RuntimeError(f"controlled rounding failed for sizes {sizes}, ratios {ratios}")
-    for k in range(n_cols):
-        col = sum(x[s][k] for s in range(n_rows))
-        if not math.floor(col_target[k]) <= col <= math.ceil(col_target[k]):  # pragma: no cover
-            raise RuntimeError(f"controlled rounding failed for sizes {sizes}, ratios {ratios}")
-    return x
+__all__ = [
+    "ALL",
+    "PREDICT",
+    "SPLITS",
+    "check_ratios",
+    "controlled_round",
+    "make_splits",
+    "plot_split_summary",
+    "run",
+    "split_summary",
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -279,115 +157,6 @@ def _prepare_sheet(sheet: pd.DataFrame, where=None) -> pd.DataFrame:
     if dups:
         raise InputError(f"duplicate case IDs: {', '.join(dups)}", path=where)
     return table.sort_values("case", kind="stable").reset_index(drop=True)
-
-
-def _parse_fold(value, case: str, where) -> int:
-    text = str(value).strip()
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            as_float = float(text)
-        except ValueError:
-            as_float = math.nan
-        if math.isfinite(as_float) and as_float.is_integer():
-            return int(as_float)
-    raise InputError(f"fold must be an integer, got {value!r}", case, where)
-
-
-def _check_pinned(
-    pinned: pd.DataFrame, table: pd.DataFrame, k: int, where
-) -> dict[str, tuple[str, int]]:
-    """Pinned rows as ``case -> (split, fold)`` after checking them against the sheet."""
-    where = where if where is not None else "pinned split"
-    required = ["case", "split", *(["fold"] if k else [])]
-    missing = [c for c in required if c not in pinned.columns]
-    if missing:
-        extra = f" (cv_folds is {k}, so each row needs its fold)" if "fold" in missing else ""
-        raise InputError(f"the pinned split file lacks the columns {missing}{extra}", path=where)
-    if not k and "fold" in pinned.columns:
-        log.warning("%s: cv_folds is 0, so the pinned file's `fold` column is ignored", where)
-    cases = [str(v).strip() for v in pinned["case"]]
-    splits = [str(v).strip() for v in pinned["split"]]
-    dups = sorted({c for c in cases if cases.count(c) > 1})
-    if dups:
-        raise InputError(f"duplicate cases in the pinned split: {', '.join(dups)}", path=where)
-    known = set(table["case"])
-    unknown = [c for c in cases if c not in known]
-    if unknown:
-        raise InputError(
-            f"{len(unknown)} case(s) of the pinned split are not in the sample sheet: "
-            f"{', '.join(unknown)} (remove them from the pinned file or add them to the sheet)",
-            path=where,
-        )
-    allowed = (*(("train", "test") if k else SPLITS), PREDICT)
-    for case, split in zip(cases, splits, strict=True):
-        if split not in allowed:
-            hint = " (with cv_folds the non-test split is `train` plus a fold)" if k else ""
-            raise InputError(
-                f"split {split!r} in the pinned file is not one of {', '.join(allowed)}{hint}",
-                case,
-                where,
-            )
-    folds = [-1] * len(cases)
-    if k:
-        for i, (case, split) in enumerate(zip(cases, splits, strict=True)):
-            fold = _parse_fold(pinned["fold"].iloc[i], case, where)
-            if split == "train" and not 0 <= fold < k:
-                raise InputError(
-                    f"pinned fold {fold} of a train case is not in 0..{k - 1} (cv_folds {k})",
-                    case,
-                    where,
-                )
-            if split != "train" and fold != -1:
-                raise InputError(f"a {split} case must have fold -1, got {fold}", case, where)
-            folds[i] = fold
-    info = table.set_index("case")
-    if "subject" in pinned.columns:
-        for case, subject in zip(cases, pinned["subject"], strict=True):
-            if str(subject).strip() != info.at[case, "subject"]:
-                raise InputError(
-                    f"subject {str(subject).strip()!r} in the pinned file differs from the "
-                    f"sample sheet's {info.at[case, 'subject']!r}; a pinned split cannot follow "
-                    "renamed subjects without risking leakage",
-                    case,
-                    where,
-                )
-    by_subject: dict[str, dict[tuple[str, int], list[str]]] = defaultdict(lambda: defaultdict(list))
-    result: dict[str, tuple[str, int]] = {}
-    for case, split, fold in zip(cases, splits, folds, strict=True):
-        labelled = bool(info.at[case, "labelled"])
-        if split != PREDICT and not labelled:
-            raise InputError(
-                f"pinned to {split}, but the case has no label in the sample sheet; unlabelled "
-                "cases can only be predicted (give its label, or set its split to predict)",
-                case,
-                where,
-            )
-        if split == PREDICT and labelled:
-            log.warning(
-                "case %s: %s: pinned as predict although it has a label; kept as predict "
-                "(remove it from the pinned file to have it assigned)",
-                case,
-                where,
-            )
-        if split != PREDICT:
-            by_subject[info.at[case, "subject"]][(split, fold)].append(case)
-        result[case] = (split, fold)
-    for subject in sorted(by_subject):
-        groups = by_subject[subject]
-        if len(groups) > 1:
-            parts = [
-                f"{split}{f' fold {fold}' if k else ''} ({', '.join(sorted(cs))})"
-                for (split, fold), cs in sorted(groups.items())
-            ]
-            raise InputError(
-                f"subject {subject} is spread over several splits in the pinned file: "
-                + "; ".join(parts)
-                + " (all cases of a subject must share one split, or the test set leaks)",
-                path=where,
-            )
-    return result
 
 
 # --------------------------------------------------------------------------------------
@@ -482,61 +251,120 @@ def make_splits(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"the split seed must be an integer, got {seed!r}")
     table = _prepare_sheet(sheet)
-    pins = _check_pinned(pinned, table, k, pinned_path) if pinned is not None else {}
+    pins = check_pinned(pinned, table, k, pinned_path) if pinned is not None else {}
+    subjects = _subjects(table, pins)
+    split_of = _deal_splits(subjects, exact, k, seed)
+    fold_of: dict[str, int] = {s: -1 for s in subjects.counted}
+    if k:
+        fold_of.update(_deal_folds(subjects, split_of, k, seed, pinned_path))
+    out = _rows(table, pins, split_of, fold_of, k)
+    _report(out, subjects.scanner_of, subjects.counted, subjects.scanners, exact, k)
+    return out
 
+
+@dataclass(frozen=True)
+class _Subjects:
+    """The subjects that the balancing counts, with their scanners and pinned places."""
+
+    #: scanner a subject is balanced under (that of its first case in case order)
+    scanner_of: dict[str, str]
+    #: subjects with a labelled case that is not pinned as predict, sorted
+    counted: list[str]
+    #: scanners of the counted subjects, sorted
+    scanners: list[str]
+    #: ``subject -> (split, fold)`` of subjects the pinned file places (non-predict rows)
+    pinned: dict[str, tuple[str, int]]
+
+
+def _subjects(table: pd.DataFrame, pins: Mapping[str, tuple[str, int]]) -> _Subjects:
     first = table.drop_duplicates("subject", keep="first")
-    subject_scanner = dict(zip(first["subject"], first["scanner"], strict=True))
-    # counted: subjects with a labelled case that is not pinned as predict
+    scanner_of = dict(zip(first["subject"], first["scanner"], strict=True))
     pinned_predict = table["case"].map(lambda c: c in pins and pins[c][0] == PREDICT)
     counted = sorted(set(table.loc[table["labelled"] & ~pinned_predict, "subject"]))
-
-    # subjects already placed by the pinned file (their non-predict rows)
     pinned_split: dict[str, tuple[str, int]] = {}
     for case, subject, labelled in table[["case", "subject", "labelled"]].itertuples(index=False):
         if labelled and case in pins and pins[case][0] != PREDICT:
             pinned_split[subject] = pins[case]
+    scanners = sorted({scanner_of[s] for s in counted})
+    return _Subjects(scanner_of, counted, scanners, pinned_split)
 
-    scanners = sorted({subject_scanner[s] for s in counted})
-    ratio_list = [exact[name] for name in SPLITS]
+
+def _deal(
+    subjects: _Subjects,
+    pool: list[str],
+    pinned_group,
+    ratios: list[Fraction],
+    col_group: list[int],
+    n_groups: int,
+    seed: int,
+    salt: str,
+) -> dict[str, int]:
+    """Deal the unpinned subjects of ``pool`` to groups; ``pinned_group(subject)`` is the
+    group of a pinned one."""
+    new: dict[str, list[str]] = {s: [] for s in subjects.scanners}
+    pinned_counts = {s: [0] * n_groups for s in subjects.scanners}
+    for subject in pool:
+        scanner = subjects.scanner_of[subject]
+        if subject in subjects.pinned:
+            pinned_counts[scanner][pinned_group(subject)] += 1
+        else:
+            new[scanner].append(subject)
+    new = {s: _hash_order(v, seed, salt) for s, v in new.items()}
+    return _assign(subjects.scanners, new, pinned_counts, ratios, col_group, n_groups)
+
+
+def _deal_splits(
+    subjects: _Subjects, exact: Mapping[str, Fraction], k: int, seed: int
+) -> dict[str, str]:
+    """Split of every counted subject; with folds train and val are one group (``train``)."""
     if k:
         stage_groups, col_group = ("train", "test"), [0, 0, 1]
     else:
         stage_groups, col_group = SPLITS, [0, 1, 2]
-    new: dict[str, list[str]] = {s: [] for s in scanners}
-    pinned_counts = {s: [0] * len(stage_groups) for s in scanners}
-    for subject in counted:
-        scanner = subject_scanner[subject]
-        if subject in pinned_split:
-            pinned_counts[scanner][stage_groups.index(pinned_split[subject][0])] += 1
-        else:
-            new[scanner].append(subject)
-    new = {s: _hash_order(v, seed, "split") for s, v in new.items()}
-    stage = _assign(scanners, new, pinned_counts, ratio_list, col_group, len(stage_groups))
-    split_of: dict[str, str] = {s: v[0] for s, v in pinned_split.items()}
+    stage = _deal(
+        subjects,
+        subjects.counted,
+        lambda s: stage_groups.index(subjects.pinned[s][0]),
+        [exact[name] for name in SPLITS],
+        col_group,
+        len(stage_groups),
+        seed,
+        "split",
+    )
+    split_of: dict[str, str] = {s: v[0] for s, v in subjects.pinned.items()}
     split_of.update({s: stage_groups[g] for s, g in stage.items()})
-    fold_of: dict[str, int] = {s: -1 for s in counted}
+    return split_of
 
-    if k:
-        non_test = [s for s in counted if split_of[s] == "train"]
-        if len(non_test) < k:
-            raise InputError(
-                f"cv_folds is {k} but only {len(non_test)} labelled subject(s) are left "
-                f"outside the test split; lower split.cv_folds or the test ratio",
-                path=pinned_path,
-            )
-        new_f: dict[str, list[str]] = {s: [] for s in scanners}
-        fold_counts = {s: [0] * k for s in scanners}
-        for subject in non_test:
-            scanner = subject_scanner[subject]
-            if subject in pinned_split:
-                fold_counts[scanner][pinned_split[subject][1]] += 1
-            else:
-                new_f[scanner].append(subject)
-        new_f = {s: _hash_order(v, seed, "fold") for s, v in new_f.items()}
-        folds = _assign(scanners, new_f, fold_counts, [Fraction(1, k)] * k, list(range(k)), k)
-        fold_of.update({s: pinned_split[s][1] for s in non_test if s in pinned_split})
-        fold_of.update(folds)
 
+def _deal_folds(
+    subjects: _Subjects, split_of: Mapping[str, str], k: int, seed: int, pinned_path
+) -> dict[str, int]:
+    """Fold of every counted subject outside the test split."""
+    non_test = [s for s in subjects.counted if split_of[s] == "train"]
+    if len(non_test) < k:
+        raise InputError(
+            f"cv_folds is {k} but only {len(non_test)} labelled subject(s) are left "
+            f"outside the test split; lower split.cv_folds or the test ratio",
+            path=pinned_path,
+        )
+    folds = _deal(
+        subjects,
+        non_test,
+        lambda s: subjects.pinned[s][1],
+        [Fraction(1, k)] * k,
+        list(range(k)),
+        k,
+        seed,
+        "fold",
+    )
+    fold_of = {s: subjects.pinned[s][1] for s in non_test if s in subjects.pinned}
+    fold_of.update(folds)
+    return fold_of
+
+
+def _rows(table, pins, split_of, fold_of, k: int) -> pd.DataFrame:
+    """One row per case: pinned rows as pinned, unlabelled ones predict, the others their
+    subject's split (and fold)."""
     rows = []
     for case, subject, scanner, labelled in table.itertuples(index=False):
         if case in pins:
@@ -550,7 +378,6 @@ def make_splits(
     out["fold"] = out["fold"].astype("int64")
     if not k:
         out = out.drop(columns="fold")
-    _report(out, subject_scanner, counted, scanners, exact, k)
     return out
 
 
@@ -586,7 +413,7 @@ def _report(out, subject_scanner, counted, scanners, exact, k) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# Summary, picture and the workflow step
+# Summary and the workflow step (the picture: tumorseg.figures)
 # --------------------------------------------------------------------------------------
 
 
@@ -638,56 +465,6 @@ def split_summary(splits: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["by", "group", "scanner", "subjects", "cases"])
 
 
-def plot_split_summary(summary: pd.DataFrame, path: str | Path) -> None:
-    """Stacked bars of subjects per scanner, by split (and by fold in a second panel)."""
-    import matplotlib
-    from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas for PNG
-
-    bys = [b for b in ("split", "fold") if (summary["by"] == b).any()]
-    fig = Figure(figsize=(5.5 * len(bys), 4.2), layout="constrained")
-    axes = fig.subplots(1, len(bys), squeeze=False)[0]
-    for ax, by in zip(axes, bys, strict=True):
-        part = summary[(summary["by"] == by) & (summary["group"] != ALL)]
-        part = part[part["scanner"] != ALL]
-        scanners = sorted(set(part["scanner"]))
-        groups = list(dict.fromkeys(part["group"]))
-        bottom = [0] * len(scanners)
-        cmap = matplotlib.colormaps["tab10"]
-        for i, group in enumerate(groups):
-            counts = [
-                int(part[(part["group"] == group) & (part["scanner"] == s)]["subjects"].sum())
-                for s in scanners
-            ]
-            colour = _SPLIT_COLOURS.get(group, cmap(i % 10)) if by == "split" else cmap(i % 10)
-            label = group if by == "split" else f"fold {group}"
-            ax.bar(scanners, counts, bottom=bottom, label=label, color=colour, edgecolor="white")
-            for x, (c, b) in enumerate(zip(counts, bottom, strict=True)):
-                if c:
-                    ax.text(
-                        x, b + c / 2, str(c), ha="center", va="center", fontsize=8, color="white"
-                    )
-            bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
-        ax.set_xlabel("scanner")
-        ax.set_ylabel("subjects")
-        ax.set_title(f"subjects per scanner by {by}")
-        ax.legend(fontsize=8)
-        ax.tick_params(axis="x", labelrotation=30)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-
-
-def _read_tsv(path: str | Path, what: str) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} not found", path=path)
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot parse the {what} as TSV ({err})", path=path) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip())
-
-
 def run(
     sheet_path: str,
     ratios: Mapping[str, float],
@@ -699,16 +476,14 @@ def run(
     out_plot: str,
 ) -> None:
     """Workflow step: split the completed sheet and write the splits, summary and picture."""
-    sheet = _prepare_sheet(_read_tsv(sheet_path, "sample sheet"), where=sheet_path)
+    sheet = _prepare_sheet(read_tsv(sheet_path, "sample sheet", text=True), where=sheet_path)
     pinned = None
     if pinned_path:
-        pinned = _read_tsv(pinned_path, "pinned split file (config split.pinned)")
+        pinned = read_tsv(pinned_path, "pinned split file (config split.pinned)", text=True)
     splits = make_splits(sheet, dict(ratios), int(seed), int(cv_folds), pinned, pinned_path)
     summary = split_summary(splits)
-    with atomic_path(out_splits) as tmp:
-        splits.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
-    with atomic_path(out_summary) as tmp:
-        summary.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+    write_tsv(splits, out_splits, na_rep="")
+    write_tsv(summary, out_summary, na_rep="")
     plot_split_summary(summary, out_plot)
     log.info(
         "wrote %s (%d cases: %s)",

@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path
+from .figures import plot_curves
 from .resources import RUNTIME_KEYS
 from .tables import write_json
 
@@ -282,37 +283,6 @@ def _make_epoch_callback(
     return EpochEnd()
 
 
-def _write_curves(
-    history: pd.DataFrame, path: str, title: str, best_epoch: int, metrics=()
-) -> None:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), dpi=100)
-    ax_loss, ax_dice = fig.subplots(1, 2)
-    epochs = history["epoch"]
-    for col, style in (("loss", "-"), ("val_loss", "--")):
-        if col in history:
-            ax_loss.plot(epochs, history[col], style, marker="o", label=col)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    for m in (*metrics[:10], "dice_mean"):
-        col = f"val_{m}"
-        if col in history:
-            ax_dice.plot(epochs, history[col], marker="o", label=col)
-    ax_dice.set_xlabel("epoch")
-    ax_dice.set_ylabel("Dice (validation)")
-    ax_dice.set_ylim(0, 1)
-    ax_dice.legend()
-    for ax in (ax_loss, ax_dice):
-        ax.axvline(best_epoch, color="grey", linestyle=":", linewidth=1)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
 def _summary_text(model, settings, facts: dict) -> str:
     from .models import forward_flops, parameter_counts
 
@@ -501,7 +471,7 @@ def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict)
         history.to_csv(tmp, index=False)
     name = Path(out["model"]).parent.name or settings["architecture"]
     title = f"{name}: best epoch {state['best_epoch']}"
-    _write_curves(history, out["curves"], title, state["best_epoch"], run["metrics"])
+    plot_curves(history, out["curves"], title, state["best_epoch"], run["metrics"])
     regions = "/".join(run["regions"][:6]) + ("/..." if len(run["regions"]) > 6 else "")
     if run["regions"]:
         best = (f"best epoch (mean val Dice {regions})", f"{state['best_epoch']} ({state['best']})")
