@@ -157,6 +157,27 @@ def test_one_cycle_schedule():
     assert all(a >= b for a, b in zip(lr[30:100], lr[31:101], strict=True))
 
 
+def test_one_cycle_warms_up_along_a_cosine_then_decays_as_keras_cosine_decay():
+    """Why OneCycle is not Keras's CosineDecay with warm-up: the decay phase is the same,
+    the warm-up is a half cosine (one-cycle), not Keras's straight line."""
+    max_lr, total, warm = 0.01, 100, 30
+    initial, final = max_lr / 25, max_lr / 25 / 1e4
+    sched = OneCycle(max_lr, total_steps=total)
+    keras_sched = keras.optimizers.schedules.CosineDecay(
+        initial, total - warm, alpha=final / max_lr, warmup_target=max_lr, warmup_steps=warm
+    )
+    for step in range(total + 1):
+        if step < warm:
+            cosine = initial + (max_lr - initial) * (1 - np.cos(np.pi * step / warm)) / 2
+        else:
+            t = (step - warm) / (total - warm)
+            cosine = final + (max_lr - final) * (1 + np.cos(np.pi * t)) / 2
+            assert float(keras_sched(step)) == pytest.approx(cosine, rel=1e-5, abs=1e-8)
+        assert float(sched(step)) == pytest.approx(cosine, rel=1e-5, abs=1e-8)
+    quarter = float(sched(warm // 4))  # cosine warm-up: well below Keras's linear one there
+    assert quarter < 0.75 * float(keras_sched(warm // 4))
+
+
 def test_optimizers():
     sgd = get_optimizer(settings(optimizer="sgd", momentum=0.8, schedule="constant"), 10)
     assert isinstance(sgd, keras.optimizers.SGD)

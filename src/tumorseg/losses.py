@@ -154,6 +154,11 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
     Cosine warm-up from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start`` of
     ``total_steps``, then cosine annealing to ``max_lr / div_factor / final_div_factor``.
+
+    Not Keras's ``CosineDecay(..., warmup_target=max_lr, warmup_steps=...)``: its decay phase
+    is the same curve, but its warm-up is linear, while one-cycle's rises along a half cosine
+    (slower at first: a quarter into the warm-up 0.0018 instead of 0.0028 for ``max_lr``
+    0.01), so the shapes differ (``tests/test_models.py`` checks both).
     """
 
     def __init__(self, max_lr, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
