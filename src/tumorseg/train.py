@@ -496,6 +496,20 @@ def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict)
         clean_model.save(tmp)
 
 
+def _start_tensorflow(threads: int, seed: int, deterministic: bool) -> list:
+    """Configure TensorFlow (:func:`configure_tensorflow`), seed it and, with
+    ``deterministic``, switch on its op determinism; returns the visible GPUs."""
+    gpus = configure_tensorflow(threads)
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+        log.info("TensorFlow op determinism on (seed %d)", seed)
+    return gpus
+
+
 def train_model(
     splits_path: str,
     preprocessed_dir: str,
@@ -531,16 +545,7 @@ def train_model(
     settings = json.loads(json.dumps(settings))  # plain, private copy
     labels = None if labels is None else as_label_map(labels)
     n_classes = 0 if labels is None else labels.n_classes  # 0: regression (translation)
-    gpus = configure_tensorflow(threads)
-    import keras
-    import tensorflow as tf
-
-
-    seed = int(settings["seed"])
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-        log.info("TensorFlow op determinism on (seed %d)", seed)
+    gpus = _start_tensorflow(threads, int(settings["seed"]), deterministic)
     d = _training_data(splits_path, preprocessed_dir, settings, fold, n_classes)
     checkpoints = Checkpoints(checkpoint_dir)
     checkpoints.prepare(_run_fingerprint(settings, d, fold, labels))
