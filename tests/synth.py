@@ -117,15 +117,19 @@ def preprocess(
     from tumorseg.preprocess import preprocess_case
 
     outdir = Path(outdir)
-    out = {k: str(outdir / f"{k}.{ext}") for k, ext in _OUTPUTS.items()}
+    outputs = dict(_OUTPUTS)
+    if settings.get("target"):  # translation: target.npy instead of label.npy
+        outputs["target"] = outputs.pop("label")
+    out = {k: str(outdir / f"{k}.{ext}") for k, ext in outputs.items()}
     inputs = {"images": {m: paths[m] for m in MODS} if "image" not in paths else None}
     inputs["image"] = paths.get("image")
     inputs["seg"] = paths.get("seg") if seg == "from-paths" else seg
     inputs["mask"] = paths.get("mask")
+    inputs.update(settings.pop("_inputs", {}))  # e.g. translation: the inputs and target
     record = preprocess_case(
         case, inputs, {**SETTINGS, "labels": convention, **settings}, out, threads=threads
     )
-    return record, {f"{k}.{ext}": out[k] for k, ext in _OUTPUTS.items()}
+    return record, {f"{k}.{ext}": out[k] for k, ext in outputs.items()}
 
 
 _OUTPUTS = {"image": "npy", "label": "npy", "slices": "tsv", "geometry": "json"}

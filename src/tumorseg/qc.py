@@ -23,5 +23,5 @@ def qc_picture(image_npy: str, label_npy: str, geometry_json: str, out_png: str)
             image = np.concatenate([image, label[..., None].astype(np.float32)], axis=-1)
             record = {**record, "modalities": [*record["modalities"], record["target"]]}
         label = np.full(label.shape, UNLABELLED, dtype=np.uint8)
-        record = {**record, "has_label": False}
+        record = {**record, "has_label": False, "label_names": ["background"]}
     plot_qc(image, label, record, out_png)

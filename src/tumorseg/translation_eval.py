@@ -387,3 +387,33 @@ def summary_translation(
     )
     write_tsv(stats, out_summary)
     write_tsv(compare_translation(tables), out_comparison)
+
+
+def aggregate_translation_run(
+    case_tsvs: list[str],
+    splits_tsv: str,
+    per_case_out: str,
+    boxplots_out: str,
+    overlays_out: str,
+    model: str,
+    cases: list[str],
+    images: list[str],
+    targets: list[str],
+    preds: list[str],
+    geometries: list[str],
+) -> None:
+    """Everything of rule ``aggregate`` for one translation run: the per-case table, the
+    box plots and the input | synthetic | real | error pictures. ``images`` (the first
+    input), ``targets``, ``preds`` and ``geometries`` are aligned with ``cases``."""
+    from .translation_figures import plot_translation_boxplots, plot_translation_cases
+
+    lists = (cases, images, targets, preds, geometries)
+    if len({len(x) for x in lists}) != 1:
+        raise InputError(f"picture inputs are not aligned: {[len(x) for x in lists]} files")
+    per_case_translation(case_tsvs, splits_tsv, per_case_out)
+    plot_translation_boxplots(per_case_out, boxplots_out, model)
+    files = {
+        case: {"input": image, "pred": pred, "target": target, "geometry": geometry}
+        for case, image, target, pred, geometry in zip(*lists, strict=True)
+    }
+    plot_translation_cases(per_case_out, files, overlays_out)
