@@ -198,11 +198,7 @@ def preprocess_case(
     target_arr = arrays[n_inputs] if read.has_target else None
     arrays = arrays[:n_inputs]
     mask, mask_mode = case_brain_mask(case, arrays, given, settings, read.image_file, threads)
-    crop_size = [
-        int(v) for v in (settings["stack"]["size"] if read.stack else settings["crop_size"])
-    ]
-    crop_mode = "center" if read.stack else settings["crop_mode"]
-    start, lost_brain, lost_tumour = _crop_box(case, mask, classes, crop_size, crop_mode)
+    crop_size, start, lost_brain, lost_tumour = _crop_plan(case, read, settings, mask, classes)
     factors = _factors(read, settings)
     mask_c = np.ascontiguousarray(geo.crop(mask, start, crop_size))
     brain_frac = geo.downsample_mean(mask_c, factors)
@@ -227,12 +223,7 @@ def preprocess_case(
         label = label_job.result()
     image = np.stack([r[0] for r in results], axis=-1).astype(np.float16)
     ds_shape = image.shape[:3]
-    task = {}
-    if translation:
-        task = _translation_record(settings["target"], label)
-        label = label[0].astype(np.float16) if label else np.full(ds_shape, np.nan, np.float16)
-    elif label is None:
-        label = np.full(ds_shape, UNLABELLED, dtype=np.uint8)
+    label, task = _stored_label(label, ds_shape, settings["target"] if translation else None)
     labelled = classes is not None or read.has_target
     n_classes = 0 if translation else labels.n_classes
     slices_df = _slice_table(case, brain_frac > 0, label, labelled, n_classes)
@@ -262,6 +253,27 @@ def preprocess_case(
     }
     _write_outputs(outputs, image, label, slices_df, record)
     return record
+
+
+def _crop_plan(case: str, read, settings: dict, mask: np.ndarray, classes):
+    """Crop size, start, and the brain and tumour voxels left outside the crop."""
+    crop_size = [
+        int(v) for v in (settings["stack"]["size"] if read.stack else settings["crop_size"])
+    ]
+    crop_mode = "center" if read.stack else settings["crop_mode"]
+    start, lost_brain, lost_tumour = _crop_box(case, mask, classes, crop_size, crop_mode)
+    return crop_size, start, lost_brain, lost_tumour
+
+
+def _stored_label(label, shape, target: str | None):
+    """The label array to store and the record's task entries: a translation ``target``'s
+    float16 z-scores (NaN without one), else the classes (UNLABELLED without a label)."""
+    if target:
+        task = _translation_record(target, label)
+        return (label[0].astype(np.float16) if label else np.full(shape, np.nan, np.float16)), task
+    if label is None:
+        return np.full(shape, UNLABELLED, dtype=np.uint8), {}
+    return label, {}
 
 
 def _translation_record(target: str, result) -> dict:
