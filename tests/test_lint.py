@@ -1,7 +1,9 @@
-"""Static checks run in CI: Snakemake's linter, snakefmt, ruff (lint and format)."""
+"""Static checks run in CI: Snakemake's linter, snakefmt, ruff (lint and format), function
+lengths."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -13,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_DIRS = ["src", "tests", "workflow", "benchmarks"]
 CONFIGS = ["config/config.yaml", "tests/config/tiny.yaml"]
+#: longest function (lines from `def` to its last line, decorators excluded) allowed in src/
+MAX_FUNCTION_LINES = 80
 
 
 def tool(name: str) -> str:
@@ -61,3 +65,29 @@ def test_ruff_format_is_clean():
     dirs = [d for d in PYTHON_DIRS if (ROOT / d).exists()]
     proc = run(tool("ruff"), "format", "--check", "--no-cache", *dirs)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (n lines)`` of every function under ``root`` longer than ``limit``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > limit:
+                    found.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({n} lines)")
+    return found
+
+
+def test_no_function_in_src_is_longer_than_80_lines():
+    too_long = "\n".join(long_functions(ROOT / "src"))
+    assert not too_long, (
+        f"split these into steps of at most {MAX_FUNCTION_LINES} lines:\n{too_long}"
+    )
+
+
+def test_long_functions_finds_a_long_function(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "m.py").write_text(f"def short():\n    pass\n\n\ndef long():\n{body}")
+    found = long_functions(tmp_path)
+    assert len(found) == 1 and "long (81 lines)" in found[0]
