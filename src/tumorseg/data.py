@@ -325,4 +325,3 @@ def make_val_dataset(
 
     ds = tf.data.Dataset.range(n_batches).map(load, num_parallel_calls=max(1, threads))
     return ds.prefetch(2).with_options(_options(threads))
-
