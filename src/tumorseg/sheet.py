@@ -10,6 +10,7 @@ import pandas as pd
 
 from .errors import InputError
 from .layouts import DEFAULT_MODALITIES, IMAGE_SUFFIXES, LAYOUTS, FolderScan, scan_folder
+from .tables import read_tsv
 
 __all__ = [
     "DEFAULT_SCANNER_REGEX",
@@ -37,16 +38,8 @@ def is_stack(path: str | os.PathLike) -> bool:
 
 
 def read_sheet(path: str | Path) -> pd.DataFrame:
-    """Read a TSV sheet as strings (empty cells become empty strings)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("sample sheet not found", path=path)
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot parse the sample sheet as TSV ({err})", path=path) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip())
+    """Read a TSV sheet as stripped strings (empty cells become empty strings)."""
+    return read_tsv(path, "sample sheet", text=True)
 
 
 def scanner_from_case(case: str, regex: str) -> str:
