@@ -23,15 +23,16 @@ TASK_LOSSES = {"segmentation": ("ce", "dice", "dice_ce"), "translation": ("mae",
 
 def check_task(config: dict) -> None:
     """The task's settings: translation inputs and target, and every model's loss."""
-    task = config["task"]
+    task = config.get("task", "segmentation")
     if task == "translation":
         tr = config["translation"]
         if tr["target"] in tr["inputs"]:
             raise InputError(f"config translation.target {tr['target']} is also an input")
     for name, settings in config["models"].items():
-        if settings["loss"] not in TASK_LOSSES[task]:
+        if settings.get("loss", "dice_ce") not in TASK_LOSSES[task]:
             raise InputError(
-                f"config models.{name}: loss {settings['loss']} is not a {task} loss; "
+                f"config models.{name}: loss {settings.get('loss', 'dice_ce')} is not a {task} "
+                "loss; "
                 f"choose one of {', '.join(TASK_LOSSES[task])}"
             )
 
@@ -97,7 +98,9 @@ def demo_sheet(config: dict) -> pd.DataFrame:
         row = {"case": r["case"], "subject": r["subject"], "scanner": r["scanner"]}
         for mod in config["modalities"]:
             row[mod] = f"{r['case']}/{r['case']}_{mod}.nii.gz"
-        reference = config["translation"]["target"] if config["task"] == "translation" else "seg"
+        reference = (
+            config["translation"]["target"] if config.get("task") == "translation" else "seg"
+        )
         row["seg"] = f"{r['case']}/{r['case']}_{reference}.nii.gz" if r["labelled"] else ""
         rows.append(row)
     return pd.DataFrame(rows)
@@ -128,7 +131,7 @@ def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
     """The completed sample sheet: demo (from the config) or the user's (checked now).
     Null `modalities` / `image_channels` are resolved in ``config`` on the way."""
     basedir = Path(basedir)
-    if config["task"] == "translation":  # the inputs feed the model
+    if config.get("task") == "translation":  # the inputs feed the model
         config["modalities"] = list(config["translation"]["inputs"])
     if config["demo"]["enabled"]:
         resolve_channels(config, "files")
@@ -147,7 +150,7 @@ def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
         return sheet
     path = Path(config["samples"])
     df = read_sheet(path)
-    if config["task"] == "translation":
+    if config.get("task") == "translation":
         df = _target_as_reference(df, config["translation"]["target"], path)
     resolve_channels(config, sheet_kind(df, path.parent))
     return complete_sheet(df, path.parent, config["modalities"], config["scanner_regex"], path)
@@ -166,7 +169,7 @@ def preprocess_settings(config: dict, stacks: bool) -> dict:
     """Every config value the preprocessing step reads (its `params`), for one sheet kind:
     slice-stack settings only for stacks, so changing them reruns nothing else."""
     pre = config["preprocess"]
-    translation = config["task"] == "translation"
+    translation = config.get("task") == "translation"
     settings = {
         "modalities": config["modalities"],
         "image_channels": config["image_channels"],
