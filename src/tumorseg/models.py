@@ -30,10 +30,27 @@ class _Seeds:
         return self._base + next(self._counter)
 
 
-def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2):
+#: layer classes of the 2D and the 3D networks
+_LAYERS = {
+    2: {
+        "conv": layers.Conv2D,
+        "pool": layers.MaxPooling2D,
+        "upconv": layers.Conv2DTranspose,
+        "up": layers.UpSampling2D,
+    },
+    3: {
+        "conv": layers.Conv3D,
+        "pool": layers.MaxPooling3D,
+        "upconv": layers.Conv3DTranspose,
+        "up": layers.UpSampling3D,
+    },
+}
+
+
+def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2, nd=2):
     bn = bool(settings["batch_norm"])
     for i in range(n_convs):
-        x = layers.Conv2D(
+        x = _LAYERS[nd]["conv"](
             filters,
             int(settings["kernel_size"]),
             padding="same",
@@ -49,16 +66,19 @@ def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2)
     return x
 
 
-def _unet(inputs, settings, n_classes, seeds, dtype):
+def _unet(inputs, settings, n_classes, seeds, dtype, nd=2):
+    """The U-Net of ``settings``, 2D (slices) or 3D (``nd`` 3: patches); the same layer
+    names and seed order in both."""
     depth = int(settings["depth"])
     base = int(settings["base_filters"])
+    kinds = _LAYERS[nd]
     x = inputs
     skips = []
     for level in range(depth):
-        x = _conv_block(x, base * 2**level, settings, seeds, dtype, f"enc{level}")
+        x = _conv_block(x, base * 2**level, settings, seeds, dtype, f"enc{level}", nd=nd)
         skips.append(x)
-        x = layers.MaxPooling2D(2, dtype=dtype, name=f"enc{level}_pool")(x)
-    x = _conv_block(x, base * 2**depth, settings, seeds, dtype, "bottleneck")
+        x = kinds["pool"](2, dtype=dtype, name=f"enc{level}_pool")(x)
+    x = _conv_block(x, base * 2**depth, settings, seeds, dtype, "bottleneck", nd=nd)
     if settings["dropout"] > 0:
         x = layers.Dropout(
             float(settings["dropout"]), seed=seeds(), dtype=dtype, name="bottleneck_dropout"
@@ -66,7 +86,7 @@ def _unet(inputs, settings, n_classes, seeds, dtype):
     for level in reversed(range(depth)):
         filters = base * 2**level
         if settings["upsampling"] == "transpose":
-            x = layers.Conv2DTranspose(
+            x = kinds["upconv"](
                 filters,
                 2,
                 strides=2,
@@ -75,10 +95,9 @@ def _unet(inputs, settings, n_classes, seeds, dtype):
                 name=f"dec{level}_upconv",
             )(x)
         else:
-            x = layers.UpSampling2D(2, interpolation="nearest", dtype=dtype, name=f"dec{level}_up")(
-                x
-            )
-            x = layers.Conv2D(
+            up = {"interpolation": "nearest"} if nd == 2 else {}
+            x = kinds["up"](2, **up, dtype=dtype, name=f"dec{level}_up")(x)
+            x = kinds["conv"](
                 filters,
                 2,
                 padding="same",
@@ -87,7 +106,7 @@ def _unet(inputs, settings, n_classes, seeds, dtype):
                 name=f"dec{level}_upconv",
             )(x)
         x = layers.Concatenate(dtype=dtype, name=f"dec{level}_concat")([skips[level], x])
-        x = _conv_block(x, filters, settings, seeds, dtype, f"dec{level}")
+        x = _conv_block(x, filters, settings, seeds, dtype, f"dec{level}", nd=nd)
     return x
 
 
@@ -111,6 +130,27 @@ def _cnn(inputs, settings, seeds, dtype):
     return x
 
 
+def _input_shape(settings: dict, input_size, n_channels: int) -> tuple[tuple, int]:
+    """The model's input shape and dimensionality: (size, size, C) slices, or for
+    ``unet3d`` (pz, py, px, C) patches (``input_size`` a (z, y, x) triple); a U-Net needs
+    every size divisible by ``2**depth``."""
+    arch = settings["architecture"]
+    nd = 3 if arch == "unet3d" else 2
+    if input_size is None:
+        sizes = (None,) * nd
+    else:
+        sizes = tuple(int(v) for v in input_size) if nd == 3 else (int(input_size),) * 2
+    factor = 2 ** int(settings["depth"])
+    if arch != "cnn" and any(v is not None and v % factor for v in sizes):
+        what = "patches" if nd == 3 else "slices"
+        raise InputError(
+            f"{what} of {'x'.join(str(v) for v in sizes)} voxels cannot pass a U-Net of depth "
+            f"{settings['depth']}: every size must be divisible by {factor}; lower `depth` "
+            "or change the crop/downsampling (or the patch size) so the sizes are multiples"
+        )
+    return (*sizes, n_channels), nd
+
+
 def build_model(
     settings: dict,
     n_channels: int,
@@ -121,33 +161,27 @@ def build_model(
 ) -> keras.Model:
     """Build the model described by ``settings`` (one entry of config ``models``).
 
-    ``input_size`` fixes the slice size (None: any size; a U-Net needs sizes divisible by
-    ``2**depth``). ``dtype_policy`` (e.g. ``"mixed_float16"``) applies to every layer but the
-    final activation, which always computes in float32. ``output``: ``softmax`` (class
+    ``input_size`` fixes the slice size, or for ``unet3d`` the (z, y, x) patch size (None:
+    any size; a U-Net needs sizes divisible by ``2**depth``). ``dtype_policy`` (e.g.
+    ``"mixed_float16"``) applies to every layer but the final activation, which always
+    computes in float32. ``output``: ``softmax`` (class
     probabilities, segmentation) or ``linear`` (``n_classes`` regression channels, image
     translation). The model is not compiled.
     """
     if output not in ("softmax", "linear"):
         raise InputError(f"unknown model output {output!r}; choose softmax or linear")
     arch = settings["architecture"]
-    if arch == "unet" and input_size is not None:
-        factor = 2 ** int(settings["depth"])
-        if input_size % factor:
-            raise InputError(
-                f"slices of {input_size}x{input_size} voxels cannot pass a U-Net of depth "
-                f"{settings['depth']}: the size must be divisible by {factor}; lower `depth` "
-                "or change the crop/downsampling so the slice size is a multiple"
-            )
+    shape, nd = _input_shape(settings, input_size, n_channels)
     dtype = dtype_policy  # None: the global policy (float32 unless changed)
     seeds = _Seeds(settings["seed"])
-    inputs = keras.Input(shape=(input_size, input_size, n_channels), name="image")
-    if arch == "unet":
-        x = _unet(inputs, settings, n_classes, seeds, dtype)
+    inputs = keras.Input(shape=shape, name="image")
+    if arch in ("unet", "unet3d"):
+        x = _unet(inputs, settings, n_classes, seeds, dtype, nd=nd)
     elif arch == "cnn":
         x = _cnn(inputs, settings, seeds, dtype)
     else:
-        raise InputError(f"unknown model architecture {arch!r}; choose unet or cnn")
-    x = layers.Conv2D(
+        raise InputError(f"unknown model architecture {arch!r}; choose unet, cnn or unet3d")
+    x = _LAYERS[nd]["conv"](
         n_classes,
         1,
         kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
@@ -178,16 +212,18 @@ def forward_flops(model: keras.Model) -> int:
         n_out = 1
         for d in out_shape:
             n_out *= d
-        if isinstance(layer, layers.Conv2DTranspose):
-            kh, kw = layer.kernel_size
-            h, w, cin = in_shape
-            total += 2 * h * w * kh * kw * cin * layer.filters
+        if isinstance(layer, layers.Conv2DTranspose | layers.Conv3DTranspose):
+            cin = in_shape[-1]
+            total += (
+                2 * math.prod(in_shape[:-1]) * math.prod(layer.kernel_size) * cin * layer.filters
+            )
             if layer.use_bias:
                 total += n_out
-        elif isinstance(layer, layers.Conv2D):
-            kh, kw = layer.kernel_size
+        elif isinstance(layer, layers.Conv2D | layers.Conv3D):
             cin = in_shape[-1]
-            total += 2 * (n_out // layer.filters) * kh * kw * cin * layer.filters
+            total += (
+                2 * (n_out // layer.filters) * math.prod(layer.kernel_size) * cin * layer.filters
+            )
             if layer.use_bias:
                 total += n_out
         elif isinstance(layer, layers.BatchNormalization):

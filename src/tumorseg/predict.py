@@ -108,8 +108,23 @@ def load_model(model_path: str):
         raise InputError(f"cannot load the model ({err})", path=model_path) from None
 
 
-def predict_probabilities(model, image: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities (z, y, x, C) of every slice of a case, in batches."""
+def predict_probabilities(model, image: np.ndarray, batch_size: int, windows=None):
+    """Class probabilities (z, y, x, C) of every slice of a case, in batches; a 3D model
+    (patches) slides its window over the volume (``windows``: ``overlap``, ``gaussian``)."""
+    if len(model.input_shape) == 5:
+        from .sliding_window import predict_volume
+
+        windows = windows or {"overlap": 0.5, "gaussian": True}
+        patch_zyx = tuple(int(v) for v in model.input_shape[1:4])
+        return predict_volume(
+            lambda x: np.asarray(model(x, training=False), dtype=np.float32),
+            np.asarray(image, dtype=np.float32),
+            patch_zyx[::-1],
+            int(model.output_shape[-1]),
+            overlap=float(windows["overlap"]),
+            gaussian=bool(windows["gaussian"]),
+            batch_size=max(1, batch_size // patch_zyx[0]),
+        )
     out = []
     for start in range(0, image.shape[0], batch_size):
         batch = np.asarray(image[start : start + batch_size], dtype=np.float32)
@@ -129,6 +144,7 @@ def predict_case(
     out_probs: str | None = None,
     threads: int = 2,
     model=None,
+    windows: dict | None = None,
 ) -> dict[str, float]:
     """Predict one case and write ``out_seg`` (and optionally ``out_probs``) on the native
     grid. Returns the seconds spent reading, in the model, inverting and writing."""
@@ -143,7 +159,7 @@ def predict_case(
     if model is None:
         _configure_threads(threads)
         model = load_model(model_path)
-    probs = predict_probabilities(model, image, batch_size)
+    probs = predict_probabilities(model, image, batch_size, windows)
     times["model"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .figures import plot_curves
-from .resources import RUNTIME_KEYS
+from .resources import RUNTIME_KEYS, estimate_mem_mb
 from .tables import write_json
 
 log = logging.getLogger("tumorseg.train")
@@ -346,13 +346,69 @@ class TrainingData:
     val_slices: pd.DataFrame
     train_reader: object
     val_reader: object
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]  # (y, x, C) slices, or (z, y, x, C) patches
     steps: int
     epochs: int
+    sampler: object = None  # 3D: the tumour-fraction patch sampler
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.shape[-1])
+
+    @property
+    def size(self):
+        """The model's input size: the slice size, or the (z, y, x) patch size."""
+        return tuple(self.shape[:3]) if self.sampler is not None else int(self.shape[0])
+
+
+def _patch_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> TrainingData:
+    """3D training (unet3d): patches of the training volumes drawn with a tumour-fraction
+    floor, validation on tiles covering the validation volumes."""
+    import numpy as np
+
+    from . import data, patches
+
+    train_cases, val_cases = data.read_split(splits_path, fold)
+    train_slices = data.read_slices(preprocessed_dir, train_cases, n_classes)
+    val_slices = data.read_slices(preprocessed_dir, val_cases, n_classes)
+    patch = [int(v) for v in settings["patch_size"]]  # (x, y, z)
+    train_reader = patches.PatchReader(preprocessed_dir, train_cases, n_classes, patch)
+    val_reader = patches.PatchReader(preprocessed_dir, val_cases, n_classes, patch)
+    sampler = patches.PatchSampler(
+        train_reader,
+        patch,
+        float(settings["min_tumour_fraction"]),
+        float(settings["unconstrained_share"]),
+        int(settings["patch_retries"]),
+        int(settings["seed"]),
+    )
+    first = np.load(Path(preprocessed_dir) / train_cases[0] / "image.npy", mmap_mode="r")
+    batch = int(settings["batch_size"])
+    per_case = math.ceil(first.shape[0] / patch[2])  # patches covering a volume's depth
+    steps = settings.get("steps_per_epoch") or math.ceil(len(train_cases) * per_case / batch)
+    shape = (patch[2], patch[1], patch[0], int(first.shape[-1]))
+    log.info(
+        "3D training on %d cases, validating on %d; patches %s (x, y, z), %d epochs of %d "
+        "batches of %d; memory estimate %d MB",
+        len(train_cases),
+        len(val_cases),
+        "x".join(map(str, patch)),
+        int(settings["epochs"]),
+        steps,
+        batch,
+        estimate_mem_mb(settings, shape[-1], n_classes),
+    )
+    return TrainingData(
+        train_cases, val_cases, train_slices, val_slices, train_reader, val_reader, shape,
+        steps, int(settings["epochs"]), sampler,
+    )  # fmt: skip
 
 
 def _training_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> TrainingData:
     from . import data
+
+    if settings["architecture"] == "unet3d":
+        return _patch_data(splits_path, preprocessed_dir, settings, fold, n_classes)
 
     train_cases, val_cases = data.read_split(splits_path, fold)
     train_slices = data.read_slices(preprocessed_dir, train_cases, n_classes)
@@ -422,17 +478,28 @@ def _resume(model, checkpoints, tensorboard_dir, epochs) -> tuple[dict, list[dic
     return state, pd.read_csv(folder / "history.csv").to_dict("records")
 
 
+def _datasets(d: TrainingData, settings: dict, start_epoch: int, threads: int):
+    """The training and validation datasets: slices, or 3D patches and tiles."""
+    from . import data, patches
+
+    batch = int(settings["batch_size"])
+    if d.sampler is not None:
+        train = patches.make_patch_train_dataset(
+            d.train_reader, d.sampler, settings, d.steps, d.epochs, start_epoch, threads
+        )
+        return train, patches.make_patch_val_dataset(d.val_reader, batch, threads)
+    train = data.make_train_dataset(
+        d.train_reader, d.train_slices, settings, d.steps, d.epochs, start_epoch, threads
+    )
+    return train, data.make_val_dataset(d.val_reader, d.val_slices, batch, threads)
+
+
 def _fit(model, clean_model, d: TrainingData, settings, run: dict, threads: int) -> dict:
     """Train from ``run["state"]`` to the last epoch; returns the final state."""
     import keras
 
-    from . import data
-
     checkpoints, state, history_rows = run["checkpoints"], run["state"], run["history"]
-    train_ds = data.make_train_dataset(
-        d.train_reader, d.train_slices, settings, d.steps, d.epochs, int(state["epoch"]), threads
-    )
-    val_ds = data.make_val_dataset(d.val_reader, d.val_slices, int(settings["batch_size"]), threads)
+    train_ds, val_ds = _datasets(d, settings, int(state["epoch"]), threads)
     tensorboard = TensorBoardScalars(run["tensorboard_dir"])
     callback = _make_epoch_callback(
         keras,
@@ -553,8 +620,8 @@ def train_model(
     mixed = bool(settings.get("mixed_precision")) and bool(gpus)
     if settings.get("mixed_precision") and not gpus:
         log.info("mixed precision asked for, but no GPU is visible: training in float32")
-    model = compiled_model(settings, d.shape[2], d.shape[0], d.epochs * d.steps, mixed, labels)
-    clean_model = build(settings, d.shape[2], d.shape[0], labels)
+    model = compiled_model(settings, d.n_channels, d.size, d.epochs * d.steps, mixed, labels)
+    clean_model = build(settings, d.n_channels, d.size, labels)
     state, history = _resume(model, checkpoints, tensorboard_dir, d.epochs)
     run = {
         "checkpoints": checkpoints,

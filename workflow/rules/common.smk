@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from tumorseg import demo  # noqa: E402
 from tumorseg.code_digest import script_digests  # noqa: E402
 from tumorseg.labels import spec_from_config  # noqa: E402
+from tumorseg.resources import estimate_mem_mb  # noqa: E402
 from tumorseg.slices import is_stack  # noqa: E402
 from tumorseg.workflow_config import (  # noqa: E402
     RUNTIME_KEYS,
@@ -110,6 +111,17 @@ def all_targets():
             name=["per_case.tsv", "boxplots.png", "overlays.png"],
         )
     return targets
+
+
+def train_mem_mb(wildcards):
+    """The model's `mem_mb`, raised for a 3D U-Net to the estimate from its patch and
+    batch size (the training log prints the same estimate)."""
+    settings = model_settings(wildcards)
+    if settings["architecture"] != "unet3d":
+        return settings["mem_mb"]
+    n_classes = len(LABELS["labels"]) + 1 if LABELS else 1
+    channels = len(config["modalities"])
+    return max(settings["mem_mb"], estimate_mem_mb(settings, channels, n_classes))
 
 
 def training_settings(wildcards):

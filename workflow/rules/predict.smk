@@ -27,6 +27,11 @@ rule predict:
     params:
         labels=LABELS,
         batch_size=config["predict"]["batch_size"],
+        windows=lambda w: (
+            {k: config["predict"][k] for k in ("overlap", "gaussian")}
+            if model_settings(w)["architecture"] == "unet3d"
+            else None
+        ),
         code=CODE["predict"],
     script:
         "../scripts/predict.py"

@@ -29,7 +29,7 @@ rule train:
     threads: lambda w: model_settings(w)["threads"]
     resources:
         gpu=1,
-        mem_mb=lambda w: model_settings(w)["mem_mb"],
+        mem_mb=train_mem_mb,
         runtime=lambda w: model_settings(w)["runtime"],
     params:
         settings=training_settings,

@@ -20,6 +20,7 @@ run_step(
     reference=inp.reference,
     labels=snakemake.params.labels,
     batch_size=snakemake.params.batch_size,
+    windows=snakemake.params.windows,
     out_seg=snakemake.output.seg,
     out_probs=snakemake.output.get("probs"),
     threads=snakemake.threads,
