@@ -21,7 +21,7 @@ from .labels import as_label_map
 from .metrics import CASE_COLUMNS, COUNTS, METRICS
 from .split_names import PREDICT, in_split_order
 from .split_names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
-from .tables import read_tsv, write_tsv
+from .tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +55,6 @@ REGION_ORDER = tuple(as_label_map("brats2017").regions)
 ALL = "all"
 
 
-def _read_splits(splits_tsv: str) -> pd.DataFrame:
-    splits = read_tsv(splits_tsv, "split table", text=True)
-    missing = [c for c in ("case", "subject", "scanner", "split") if c not in splits.columns]
-    if missing:
-        raise InputError(f"split table lacks the columns {missing}", path=splits_tsv)
-    dups = sorted(splits.loc[splits["case"].duplicated(), "case"].unique())
-    if dups:
-        raise InputError(f"split table lists cases more than once: {dups}", path=splits_tsv)
-    return splits
-
-
 def _region_key(series: pd.Series, order=REGION_ORDER) -> pd.Series:
     rank = {r: i for i, r in enumerate(order)}
     return series.map(lambda r: rank.get(r, len(rank)))
@@ -84,7 +73,7 @@ def per_case(
     any extra ones such as ``ceiling_hd95`` or ``fold``). Rows are sorted by case and region
     (in ``regions`` order: the label map's, WT, TC, ET for BraTS). No TSVs gives a table with
     the header only."""
-    splits = _read_splits(splits_tsv)
+    splits = read_splits(splits_tsv)
     frames = []
     for path in case_tsvs:
         df = read_tsv(path, "per-case metrics")
@@ -122,21 +111,6 @@ def per_case(
     return table
 
 
-def _describe(values: pd.Series) -> dict:
-    v = values.dropna().to_numpy(dtype=float)
-    if v.size == 0:
-        return {}
-    q1, median, q3 = np.percentile(v, [25, 50, 75])
-    return {
-        "n": int(v.size),
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if v.size > 1 else float("nan"),
-        "median": float(median),
-        "q1": float(q1),
-        "q3": float(q3),
-    }
-
-
 def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
     """Long-format statistics of one run's per-case table (see :func:`summary`)."""
     rows = []
@@ -149,7 +123,7 @@ def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
             for region in _regions(sub):
                 cell = sub[sub["region"] == region]
                 for metric in metrics:
-                    stats = _describe(cell[metric])
+                    stats = describe(cell[metric])
                     if stats:
                         rows.append(
                             {
@@ -229,22 +203,15 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
     (ddof=1; empty for a single case), median and quartiles (linear interpolation).
     ``out_comparison``: see :func:`compare`; selection uses validation scores only.
     """
-    tables = {}
-    for model, path in per_case_tsvs.items():
-        table = read_tsv(path, f"per-case table of run {model}")
-        missing = [c for c in ("case", "scanner", "split", "region", "dice") if c not in table]
-        if missing:
-            raise InputError(f"per-case table lacks the columns {missing}", path=path)
-        tables[model] = table
-    parts = [summarise_table(tables[m], m) for m in sorted(tables)]
-    parts = [p for p in parts if not p.empty]
-    stats = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    summarise_runs(
+        per_case_tsvs,
+        ("case", "scanner", "split", "region", "dice"),
+        summarise_table,
+        compare,
+        SUMMARY_COLUMNS,
+        out_summary,
+        out_comparison,
     )
-    write_tsv(stats, out_summary)
-    write_tsv(compare(tables), out_comparison)
 
 
 # --------------------------------------------------------------------------- pictures

@@ -5,10 +5,14 @@
 * :func:`plot_curves`: a training run's loss and validation Dice (``curves.png``);
 * :func:`plot_boxplots` and :func:`plot_overlays`: a run's scores and its best, median and
   worst cases (``boxplots.png``, ``overlays.png``);
+* :func:`plot_translation_cases` and :func:`plot_translation_boxplots`: an image-translation
+  run's best, median and worst cases (input | synthetic | real | error) and its MAE, SSIM
+  and PSNR per scanner beside the baseline and the ceiling;
 * :func:`message_figure`: a picture that only says why there is nothing to draw.
 
 Figures take plain tables, arrays, dicts and paths; they import nothing from the workflow's
-steps (only the label maps for their colours, and image readers). They draw on
+steps (only the label maps for their colours, the translation task's z-scoring
+(:mod:`tumorseg.translation`), the table reader and image readers). They draw on
 :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot state), under
 :data:`STYLE`, and are written atomically as PNG at :data:`DPI`.
 """
@@ -26,6 +30,7 @@ from .atomic import atomic_path
 from .errors import InputError
 from .labels import UNLABELLED, LabelMap, as_label_map, class_colours
 from .split_names import ALL, SPLIT_ORDER, in_split_order
+from .tables import read_tsv
 
 #: the one style of every picture (font sizes)
 STYLE = {
@@ -214,16 +219,16 @@ def plot_curves(
 # --------------------------------------------------------------------------- scores
 
 
-def _grouped_boxes(ax, table: pd.DataFrame, group_col: str, groups: list, splits: list, metric):
-    width = 0.8 / max(len(splits), 1)
-    for j, split in enumerate(splits):
+def _grouped_boxes(ax, series, groups: list, rotation: int = 0, points: bool = False) -> None:
+    """Box plots side by side in each of ``groups``: ``series`` is a list of ``(colour,
+    values per group)`` (an empty list or array draws nothing); ``points`` draws the values
+    themselves over their box. The one box drawing of every box plot."""
+    width = 0.8 / max(len(series), 1)
+    for j, (colour, per_group) in enumerate(series):
         data, positions = [], []
-        for i, group in enumerate(groups):
-            values = table.loc[
-                (table[group_col] == group) & (table["split"] == split), metric
-            ].dropna()
+        for i, values in enumerate(per_group):
             if len(values):
-                data.append(values.to_numpy(dtype=float))
+                data.append(values)
                 positions.append(i - 0.4 + width * (j + 0.5))
         if not data:
             continue
@@ -237,11 +242,32 @@ def _grouped_boxes(ax, table: pd.DataFrame, group_col: str, groups: list, splits
             medianprops={"color": "black"},
         )
         for box in parts["boxes"]:
-            box.set_facecolor(SPLIT_COLOURS.get(split, _OTHER_SPLIT))
+            box.set_facecolor(colour)
+        if points:  # the cases themselves
+            for pos, values in zip(positions, data, strict=True):
+                spread = np.linspace(-width / 5, width / 5, values.size) if values.size > 1 else 0
+                ax.scatter(pos + spread, values, s=6, color="black", alpha=0.5, zorder=3)
     ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, rotation=30 if group_col == "scanner" else 0)
+    ax.set_xticklabels(groups, rotation=rotation)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.grid(axis="y", alpha=0.3)
+
+
+def _split_boxes(ax, table: pd.DataFrame, group_col: str, groups: list, splits: list, metric):
+    """One box per split (in its colour) in each group of ``group_col``."""
+    series = [
+        (
+            SPLIT_COLOURS.get(split, _OTHER_SPLIT),
+            [
+                table.loc[(table[group_col] == group) & (table["split"] == split), metric]
+                .dropna()
+                .to_numpy(dtype=float)
+                for group in groups
+            ],
+        )
+        for split in splits
+    ]
+    _grouped_boxes(ax, series, groups, rotation=30 if group_col == "scanner" else 0)
 
 
 def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str) -> None:
@@ -262,12 +288,12 @@ def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str) -> None:
     with _figure(out_png, figsize=(panel_width * ncols + 1.0, 7)) as fig:
         axes = fig.subplots(2, ncols, squeeze=False)
         for r, (metric, label) in enumerate((("dice", "Dice"), ("hd95", "HD95 (mm)"))):
-            _grouped_boxes(axes[r, 0], table, "region", regions, splits, metric)
+            _split_boxes(axes[r, 0], table, "region", regions, splits, metric)
             axes[r, 0].set_title(f"{label} by region")
             axes[r, 0].set_ylabel(label)
             for c, region in enumerate(regions[:MAX_REGION_PANELS], start=1):
                 sub = table[table["region"] == region]
-                _grouped_boxes(axes[r, c], sub, "scanner", scanners, splits, metric)
+                _split_boxes(axes[r, c], sub, "scanner", scanners, splits, metric)
                 axes[r, c].set_title(f"{region} {label} by scanner")
             if metric == "dice":
                 for ax in axes[r]:
@@ -303,18 +329,23 @@ def read_array(path: str | Path, case: str, role: str = "image"):
     return image, array
 
 
-def _crop_box(image: np.ndarray, *masks: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
-    """In-plane box around the non-zero image (the brain) and the masks, plus a margin."""
-    keep = (image != 0) & np.isfinite(image)
-    for mask in masks:
-        keep = keep | mask
+def _mask_box(keep: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The box around the true pixels of the 2D ``keep``, plus a margin (all if none)."""
     if not keep.any():
         return slice(None), slice(None)
     box = []
     for axis in (0, 1):
         hits = np.flatnonzero(keep.any(axis=1 - axis))
-        box.append(slice(max(hits[0] - margin, 0), min(hits[-1] + 1 + margin, image.shape[axis])))
+        box.append(slice(max(hits[0] - margin, 0), min(hits[-1] + 1 + margin, keep.shape[axis])))
     return tuple(box)
+
+
+def _crop_box(image: np.ndarray, *masks: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
+    """In-plane box around the non-zero image (the brain) and the masks, plus a margin."""
+    keep = (image != 0) & np.isfinite(image)
+    for mask in masks:
+        keep = keep | mask
+    return _mask_box(keep, margin)
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
@@ -414,3 +445,239 @@ def plot_overlays(
         fig.suptitle(title)
         height = fig.get_figheight()
         fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.45 / height))
+
+
+# --------------------------------------------------------------------------- translation
+
+#: where the translation pictures' slices lie in the brain's axial extent
+SLICE_FRACTIONS = (0.3, 0.5, 0.7)
+#: translation model, baseline and ceiling: (column prefix, colour)
+SOURCE_STYLE = {
+    "model": ("", "#66c2a5"),
+    "baseline": ("baseline_", "#b3b3b3"),
+    "ceiling": ("ceiling_", "#8da0cb"),
+}
+#: the translation box plots' metrics: (column, axis label)
+BOX_METRICS = (("mae", "MAE (z-score units)"), ("ssim", "SSIM"), ("psnr", "PSNR (dB)"))
+#: the group of every scanner in the translation box plots
+ALL_SCANNERS = "all"
+
+
+def pick_translation_cases(table: pd.DataFrame, split: str, candidates, max_cases: int = 3):
+    """Up to ``max_cases`` scored cases of ``split`` among ``candidates``, evenly spread by
+    MAE (best, median and worst for three; ties by case name), as ``[(label, case, mae)]``,
+    and whether it fell back to all scored cases (``split`` had none)."""
+    scored = table[table["case"].isin(list(candidates)) & table["mae"].notna()]
+    scored = scored[scored["split"] != "predict"] if "split" in scored else scored
+    chosen = scored[scored["split"] == split] if "split" in scored else scored
+    fallback = chosen.empty
+    if fallback:
+        chosen = scored
+    if chosen.empty or max_cases < 1:
+        return [], fallback
+    chosen = chosen.sort_values(["mae", "case"], kind="stable")
+    n = len(chosen)
+    idx = list(dict.fromkeys(int(round(i)) for i in np.linspace(0, n - 1, min(max_cases, n))))
+    picks = []
+    for k, i in enumerate(idx):
+        if len(idx) > 1 and k == 0:
+            label = "best"
+        elif len(idx) > 1 and k == len(idx) - 1:
+            label = "worst"
+        elif len(idx) == 3:
+            label = "median"
+        else:
+            label = f"rank {i + 1}/{n}"
+        picks.append((label, chosen["case"].iloc[i], float(chosen["mae"].iloc[i])))
+    return picks, fallback
+
+
+def _lps_array(path: str, case: str, role: str):
+    import SimpleITK as sitk
+
+    from .imageio import read_image
+
+    img = sitk.DICOMOrient(read_image(path, case, role), "LPS")
+    return sitk.GetArrayFromImage(img).astype(np.float64), img.GetSpacing()
+
+
+def _load_translation_case(case: str, paths: dict) -> dict:
+    """The case's input, synthetic and real images (LPS, z-scores, 0 outside the brain)."""
+    from .translation import first_input, norm_stats, read_record, zscore
+
+    missing = [k for k in ("input", "pred", "target", "geometry") if not paths.get(k)]
+    if missing:
+        raise InputError(f"figure inputs lack {missing}", case)
+    record = read_record(case, paths["geometry"])
+    pred, spacing = _lps_array(paths["pred"], case, "prediction")
+    image, _ = _lps_array(paths["input"], case, "input")
+    target, _ = _lps_array(paths["target"], case, "target")
+    if paths.get("mask"):
+        brain = _lps_array(paths["mask"], case, "brain mask")[0] != 0
+    else:
+        brain = pred != 0
+    if not (image.shape == pred.shape == target.shape == brain.shape):
+        raise InputError(
+            f"input {image.shape}, prediction {pred.shape} and target {target.shape} differ "
+            "in shape",
+            case,
+            paths["pred"],
+        )
+    name = first_input(record)
+    mean, std = norm_stats(case, record, name, paths["geometry"])
+    t_mean, t_std = norm_stats(case, record, None, paths["geometry"])
+    return {
+        "input": zscore(image, mean, std, brain),
+        "pred": np.where(brain, pred, 0.0),
+        "real": zscore(target, t_mean, t_std, brain),
+        "brain": brain,
+        "spacing": spacing,
+        "input_name": name,
+        "target_name": record.get("target", "target"),
+    }
+
+
+def brain_slices(brain: np.ndarray, fractions=SLICE_FRACTIONS) -> list[int]:
+    """Axial (first-axis) slices at ``fractions`` of the brain's extent (distinct)."""
+    hits = np.flatnonzero(brain.any(axis=(1, 2)))
+    if hits.size == 0:
+        return [brain.shape[0] // 2]
+    lo, hi = int(hits[0]), int(hits[-1])
+    return list(dict.fromkeys(int(round(lo + f * (hi - lo))) for f in fractions))
+
+
+def _brain_window(*images, brain) -> tuple[float, float]:
+    values = np.concatenate([im[brain] for im in images])
+    if values.size == 0:
+        return -2.0, 2.0
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def _translation_panels(data: dict) -> dict:
+    """The shown slices of a loaded case (cropped to the brain), its grey window and
+    error scale, so that the volumes can be dropped before the next case is read."""
+    brain = data["brain"]
+    error = np.abs(data["pred"] - data["real"])
+    lo, hi = _brain_window(data["input"], data["pred"], data["real"], brain=brain)
+    err_max = float(np.percentile(error[brain], 99.5)) if brain.any() else 1.0
+    box = _mask_box(brain.any(axis=0), margin=3)
+    slices = brain_slices(brain)
+    out = {key: [data[key][z][box] for z in slices] for key in ("input", "pred", "real")}
+    out["error"] = [error[z][box] for z in slices]
+    out.update(
+        slices=slices,
+        window=(lo, hi),
+        err_max=max(err_max, 1e-6),
+        aspect=data["spacing"][1] / data["spacing"][0],  # sy / sx of an axial (y, x) slice
+        input_name=data["input_name"],
+        target_name=data["target_name"],
+    )
+    return out
+
+
+def _draw_translation_case(fig, axes, label: str, case: str, mae: float, panels: dict) -> None:
+    lo, hi = panels["window"]
+    shown = {"interpolation": "nearest", "aspect": panels["aspect"]}
+    for r, (row, z) in enumerate(zip(axes, panels["slices"], strict=True)):
+        for col, key in enumerate(("input", "pred", "real")):
+            row[col].imshow(panels[key][r], cmap="gray", vmin=lo, vmax=hi, **shown)
+        err = row[3].imshow(
+            panels["error"][r], cmap="magma", vmin=0, vmax=panels["err_max"], **shown
+        )
+        fig.colorbar(err, ax=row[3], fraction=0.046, pad=0.04)
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{label}: {case}\nMAE {mae:.3f}, slice {z}")
+
+
+def plot_translation_cases(
+    per_case_tsv: str, cases: dict[str, dict], out_png: str, split: str = "test", max_cases=3
+) -> None:
+    """Input | synthetic | real | absolute error at three axial slices (30, 50 and 70 % of
+    the brain's extent) of the best, median and worst ``split`` case by MAE (all scored cases
+    when ``split`` has none). ``cases`` maps case -> {"input", "pred", "target", "geometry"}
+    paths (optionally "mask"); only those cases can be picked. The three images of a case
+    share one grey window (0.5-99.5 % of their brain voxels); the error has its own.
+
+    Images are in the target's z-score units (:mod:`tumorseg.translation`), each volume
+    first reoriented to LPS (no interpolation) so that the first array axis is the axial
+    one; pixel aspect comes from the spacing. The brain is the optional ``mask`` file
+    (non-zero), else the voxels where the prediction is non-zero (0 outside the brain)."""
+    table = read_tsv(per_case_tsv, "per-case table")
+    picks, fallback = pick_translation_cases(table, split, cases, max_cases)
+    if not picks:
+        message_figure(out_png, "no scored case to show")
+        return
+    loaded = [
+        (lab, case, mae, _translation_panels(_load_translation_case(case, cases[case])))
+        for lab, case, mae in picks
+    ]
+    n_rows = sum(len(p["slices"]) for *_, p in loaded)
+    with _figure(out_png, figsize=(13, 3.0 * n_rows)) as fig:
+        axes = fig.subplots(n_rows, 4, squeeze=False)
+        start = 0
+        for label, case, mae, data in loaded:
+            n = len(data["slices"])
+            _draw_translation_case(fig, axes[start : start + n], label, case, mae, data)
+            start += n
+        first = loaded[0][3]
+        titles = (
+            f"input ({first['input_name']})",
+            f"synthetic ({first['target_name']})",
+            f"real ({first['target_name']})",
+            "|synthetic - real|",
+        )
+        for ax, title in zip(axes[0], titles, strict=True):
+            ax.set_title(title)
+        where = f"all scored cases (no scored {split} case)" if fallback else f"{split} cases"
+        fig.suptitle(f"Translation of {where}, by MAE (z-score units)")
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+
+
+def _source_boxes(ax, table: pd.DataFrame, groups: list[str], metric: str) -> None:
+    """One box per source (model, baseline, ceiling; in its colour) per scanner group, the
+    finite values only, with the cases drawn over them."""
+    series = []
+    for prefix, colour in SOURCE_STYLE.values():
+        column = f"{prefix}{metric}"
+        per_group = []  # a source without its column draws nothing
+        if column in table:
+            for group in groups:
+                sub = table if group == ALL_SCANNERS else table[table["scanner"] == group]
+                values = pd.to_numeric(sub[column], errors="coerce").to_numpy(dtype=float)
+                per_group.append(values[np.isfinite(values)])
+        series.append((colour, per_group))
+    _grouped_boxes(ax, series, groups, rotation=30, points=True)
+
+
+def plot_translation_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
+    """Box plots of MAE, SSIM and PSNR (columns) per split (rows), grouped by scanner (all
+    scanners first), the model beside the baseline and the ceiling (one colour each);
+    infinite PSNRs (perfect cases) are left out. A message figure when nothing was scored."""
+    from matplotlib.patches import Patch
+
+    table = read_tsv(per_case_tsv, "per-case table")
+    if "split" in table:
+        table = table[table["split"] != "predict"]
+    table = table[table["mae"].notna()] if "mae" in table else table.iloc[0:0]
+    if table.empty:
+        message_figure(out_png, f"{model}: no case with a real target was scored")
+        return
+    splits = in_split_order(table["split"])
+    groups = [ALL_SCANNERS, *sorted(table["scanner"].astype(str).unique())]
+    width = max(3.5, 0.55 * len(groups) + 1.5)
+    with _figure(out_png, figsize=(3 * width + 1.5, 3.2 * len(splits) + 0.6)) as fig:
+        axes = fig.subplots(len(splits), 3, squeeze=False)
+        for r, split in enumerate(splits):
+            sub = table[table["split"] == split]
+            for c, (metric, label) in enumerate(BOX_METRICS):
+                _source_boxes(axes[r, c], sub, groups, metric)
+                axes[r, c].set_title(f"{split}: {label} ({sub['case'].nunique()} cases)")
+                axes[r, c].set_ylabel(label)
+        handles = [Patch(facecolor=c, label=name) for name, (_, c) in SOURCE_STYLE.items()]
+        fig.legend(handles=handles, loc="upper right")
+        fig.suptitle(f"{model}: synthetic vs real target inside the brain, native grid")
+        right = 1 - 1.2 / fig.get_figwidth()
+        fig.tight_layout(rect=(0, 0, right, 1 - 0.5 / fig.get_figheight()))

@@ -23,7 +23,6 @@ Definitions (metrics: :mod:`tumorseg.image_metrics`):
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -33,10 +32,14 @@ import SimpleITK as sitk
 
 from .brainmask import mask_of
 from .errors import InputError
-from .geometry import Grid, load_geometry
+from .figures import plot_translation_boxplots, plot_translation_cases
+from .geometry import Grid
 from .image_metrics import IMAGE_METRICS, image_metrics, real_data_range
 from .imageio import check_same_grid, read_image
-from .tables import read_tsv, write_tsv
+from .split_names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
+from .split_names import in_split_order
+from .tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
+from .translation import input_names, norm_stats, read_record, zscore
 
 log = logging.getLogger(__name__)
 
@@ -72,66 +75,10 @@ COMPARISON_COLUMNS = (
     "val_score",
     "selected",
 )
-SPLIT_ORDER = ("train", "val", "test", "predict")
 ALL = "all"
 
 
 # ------------------------------------------------------------------ one case
-
-
-def _record(case: str, geometry_json: str) -> dict:
-    try:
-        record = load_geometry(geometry_json)
-    except FileNotFoundError:
-        raise InputError("geometry record not found", case, geometry_json) from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the geometry record ({err})", case, geometry_json) from None
-    if not isinstance(record, dict):
-        raise InputError("the geometry record is not a JSON object", case, geometry_json)
-    if record.get("task", "translation") != "translation":
-        raise InputError(
-            f"the geometry record is of task {record['task']!r}, not translation",
-            case,
-            geometry_json,
-        )
-    if record.get("has_target") is False:
-        raise InputError("the case has no target image: nothing to score", case, geometry_json)
-    return record
-
-
-def _stats(case: str, record: dict, key: str | None, where: str) -> tuple[float, float]:
-    """(mean, std) of the record's target (``key=None``) or input modality ``key``."""
-    try:
-        stats = record["target_normalisation"] if key is None else record["normalisation"][key]
-        mean, std = float(stats["mean"]), float(stats["std"])
-    except (KeyError, TypeError, ValueError):
-        what = "target_normalisation" if key is None else f"normalisation of {key}"
-        raise InputError(f"the geometry record lacks a valid {what}", case, where) from None
-    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
-        raise InputError(f"bad normalisation statistics mean {mean}, std {std}", case, where)
-    return mean, std
-
-
-def input_names(record: dict, inputs: list[str] | None = None) -> list[str]:
-    """The input modalities' names: ``inputs``, else the record's ``inputs``, else its
-    ``modalities`` (the target left out), else its normalised modalities."""
-    names = list(inputs or record.get("inputs") or record.get("modalities") or [])
-    names = [n for n in names if n != record.get("target")]
-    if not names:
-        names = list(record.get("normalisation") or [])
-    if not names:
-        raise InputError("the geometry record names no input modality", record.get("case"))
-    return names
-
-
-def first_input(record: dict, inputs: list[str] | None = None) -> str:
-    """The name of the first input modality (the baseline), see :func:`input_names`."""
-    return input_names(record, inputs)[0]
-
-
-def zscore(arr: np.ndarray, mean: float, std: float, mask: np.ndarray) -> np.ndarray:
-    """``(arr - mean) / std`` inside ``mask``, 0 outside (float64)."""
-    return np.where(mask, (np.asarray(arr, dtype=np.float64) - mean) / std, 0.0)
 
 
 def _read_on_grid(case, path, role, ref_role, ref_path, grid: Grid) -> np.ndarray:
@@ -212,11 +159,11 @@ def evaluate_translation_case(
         input_paths = [str(input_paths)]
     if not input_paths:
         raise InputError("no input modality file given", case)
-    record = _record(case, geometry_json)
-    t_mean, t_std = _stats(case, record, None, geometry_json)
+    record = read_record(case, geometry_json)
+    t_mean, t_std = norm_stats(case, record, None, geometry_json)
     names = input_names(record, inputs)
     first = names[0]
-    b_mean, b_std = _stats(case, record, first, geometry_json)
+    b_mean, b_std = norm_stats(case, record, first, geometry_json)
     pred_img = read_image(pred_path, case, "prediction")
     grid = Grid.from_image(pred_img)
     pred = sitk.GetArrayFromImage(pred_img)
@@ -248,17 +195,6 @@ def evaluate_translation_case(
 # ------------------------------------------------------------------ tables
 
 
-def _read_splits(splits_tsv: str) -> pd.DataFrame:
-    splits = read_tsv(splits_tsv, "split table", text=True)
-    missing = [c for c in ("case", "subject", "scanner", "split") if c not in splits.columns]
-    if missing:
-        raise InputError(f"split table lacks the columns {missing}", path=splits_tsv)
-    dups = sorted(splits.loc[splits["case"].duplicated(), "case"].unique())
-    if dups:
-        raise InputError(f"split table lists cases more than once: {dups}", path=splits_tsv)
-    return splits
-
-
 def _read_case_tsv(path: str) -> pd.DataFrame:
     df = read_tsv(path, "per-case translation metrics")
     missing = [c for c in CASE_COLUMNS if c not in df.columns]
@@ -273,7 +209,7 @@ def per_case_translation(case_tsvs: list[str], splits_tsv: str, out_path: str) -
     the rest; one row per case, sorted by case. No TSVs gives the header only."""
     if isinstance(case_tsvs, str | Path):
         case_tsvs = [str(case_tsvs)]
-    splits = _read_splits(splits_tsv)
+    splits = read_splits(splits_tsv)
     frames = [_read_case_tsv(p) for p in case_tsvs]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CASE_COLUMNS)
     dups = sorted(table.loc[table["case"].duplicated(), "case"].unique())
@@ -294,39 +230,17 @@ def per_case_translation(case_tsvs: list[str], splits_tsv: str, out_path: str) -
     return table
 
 
-def _describe(values: pd.Series) -> dict:
-    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
-    if v.size == 0:
-        return {}
-    with np.errstate(invalid="ignore"):  # PSNR may be inf (a perfect case)
-        q1, median, q3 = np.percentile(v, [25, 50, 75])
-        std = float(v.std(ddof=1)) if v.size > 1 else float("nan")
-        return {
-            "n": int(v.size),
-            "mean": float(v.mean()),
-            "std": std,
-            "median": float(median),
-            "q1": float(q1),
-            "q3": float(q3),
-        }
-
-
-def _ordered(values, order) -> list:
-    values = list(dict.fromkeys(values))
-    return [v for v in order if v in values] + sorted(v for v in values if v not in order)
-
-
 def summarise_translation_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
     """Long-format statistics of one run's per-case table, per split, scanner (``all`` and
     each) and metric column (:data:`METRIC_COLUMNS` present in the table)."""
     rows = []
     metrics = [m for m in METRIC_COLUMNS if m in table.columns]
-    for split in _ordered(table["split"], SPLIT_ORDER):
+    for split in in_split_order(table["split"]):
         in_split = table[table["split"] == split]
         for scanner in [ALL, *sorted(in_split["scanner"].astype(str).unique())]:
             sub = in_split if scanner == ALL else in_split[in_split["scanner"] == scanner]
             for metric in metrics:
-                stats = _describe(sub[metric])
+                stats = describe(sub[metric])
                 if stats:
                     rows.append(
                         {"model": model, "split": split, "scanner": scanner, "metric": metric}
@@ -371,22 +285,15 @@ def summary_translation(
     format (:data:`SUMMARY_COLUMNS`: n, mean, sample SD (ddof=1, empty for one case), median
     and quartiles (linear interpolation) per run, split, scanner and metric) and
     ``out_comparison`` (:func:`compare_translation`)."""
-    tables = {}
-    for model, path in per_case_tsvs.items():
-        table = read_tsv(path, f"per-case table of run {model}")
-        missing = [c for c in ("case", "scanner", "split", *COMPARISON_METRICS) if c not in table]
-        if missing:
-            raise InputError(f"per-case table lacks the columns {missing}", path=path)
-        tables[model] = table
-    parts = [summarise_translation_table(tables[m], m) for m in sorted(tables)]
-    parts = [p for p in parts if not p.empty]
-    stats = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    summarise_runs(
+        per_case_tsvs,
+        ("case", "scanner", "split", *COMPARISON_METRICS),
+        summarise_translation_table,
+        compare_translation,
+        SUMMARY_COLUMNS,
+        out_summary,
+        out_comparison,
     )
-    write_tsv(stats, out_summary)
-    write_tsv(compare_translation(tables), out_comparison)
 
 
 def aggregate_translation_run(
@@ -405,8 +312,6 @@ def aggregate_translation_run(
     """Everything of rule ``aggregate`` for one translation run: the per-case table, the
     box plots and the input | synthetic | real | error pictures. ``images`` (the first
     input), ``targets``, ``preds`` and ``geometries`` are aligned with ``cases``."""
-    from .translation_figures import plot_translation_boxplots, plot_translation_cases
-
     lists = (cases, images, targets, preds, geometries)
     if len({len(x) for x in lists}) != 1:
         raise InputError(f"picture inputs are not aligned: {[len(x) for x in lists]} files")
