@@ -353,6 +353,16 @@ def _options(threads: int):
     return options
 
 
+def _read_fn(reader: PatchReader, standardise: bool):
+    """``reader.read``, followed by :func:`standardise_patches` when asked."""
+
+    def read(cases, starts):
+        images, labels = reader.read(cases, starts)
+        return (standardise_patches(images) if standardise else images), labels
+
+    return read
+
+
 def make_patch_train_dataset(
     reader: PatchReader,
     sampler: PatchSampler,
@@ -386,9 +396,7 @@ def make_patch_train_dataset(
                 rows = slice(s * batch, (s + 1) * batch)
                 yield epoch * steps_per_epoch + s, cases[rows], starts[rows]
 
-    def read(cases, starts):
-        images, labels = reader.read(cases, starts)
-        return (standardise_patches(images) if standardise else images), labels
+    read = _read_fn(reader, standardise)
 
     def load(step, cases, starts):
         images, labels = tf.numpy_function(
@@ -452,10 +460,11 @@ def make_patch_val_dataset(
     n, batch_size = len(case_index), int(batch_size)
     patch, c = reader.patch, reader.channels
 
+    read_patches = _read_fn(reader, standardise)
+
     def read(b):
         rows = slice(int(b) * batch_size, min(n, (int(b) + 1) * batch_size))
-        images, labels = reader.read(case_index[rows], starts[rows])
-        return (standardise_patches(images) if standardise else images), labels
+        return read_patches(case_index[rows], starts[rows])
 
     def load(b):
         images, labels = tf.numpy_function(read, [b], [tf.float32, tf.uint8], stateful=False)
