@@ -385,9 +385,7 @@ def make_patch_train_dataset(
     import tensorflow as tf
 
     batch, seed = int(settings["batch_size"]), int(settings["seed"])
-    standardise = bool(settings.get("patch_standardise", False))
-    augment = dict(settings["augment"])
-    patch, c = reader.patch, reader.channels
+    augment, patch, c = dict(settings["augment"]), reader.patch, reader.channels
 
     def plan():
         for epoch in range(start_epoch, epochs):
@@ -396,7 +394,7 @@ def make_patch_train_dataset(
                 rows = slice(s * batch, (s + 1) * batch)
                 yield epoch * steps_per_epoch + s, cases[rows], starts[rows]
 
-    read = _read_fn(reader, standardise)
+    read = _read_fn(reader, bool(settings.get("patch_standardise", False)))
 
     def load(step, cases, starts):
         images, labels = tf.numpy_function(
