@@ -523,6 +523,8 @@ def _fit(model, clean_model, d: TrainingData, settings, run: dict, threads: int)
         verbose=0,
     )
     tensorboard.close()
+    if d.sampler is not None:
+        log.info("patch sampling (all epochs drawn): %s", d.sampler.stats)
     found = checkpoints.latest()
     if found is None:
         raise RuntimeError("training ended without a checkpoint")
