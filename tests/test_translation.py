@@ -153,3 +153,25 @@ def test_task_settings_are_checked():
                 "models": {},
             }
         )
+    with pytest.raises(InputError, match="the 3D U-Net segments"):
+        check_task(
+            {
+                **base,
+                "task": "translation",
+                "models": {"u": {"loss": "mae", "architecture": "unet3d"}},
+            }
+        )
+
+
+def test_translation_sheet_needs_modality_columns(tmp_path):
+    import pandas as pd
+
+    from tumorseg.workflow_config import _target_as_reference
+
+    sheet = pd.DataFrame({"case": ["a"], "image": ["a.nii.gz"]})
+    with pytest.raises(InputError, match="one column per modality"):
+        _target_as_reference(sheet, "t2", tmp_path / "s.tsv")
+    with pytest.raises(InputError, match="no `t2` column"):
+        _target_as_reference(pd.DataFrame({"case": ["a"], "t1": ["a"]}), "t2", "s.tsv")
+    both = pd.DataFrame({"case": ["a"], "t1": ["x"], "t2": ["y"], "seg": ["z"]})
+    assert _target_as_reference(both, "t2", "s.tsv")["seg"].tolist() == ["y"]

@@ -28,6 +28,12 @@ def check_task(config: dict) -> None:
         tr = config["translation"]
         if tr["target"] in tr["inputs"]:
             raise InputError(f"config translation.target {tr['target']} is also an input")
+        unet3d = [n for n, m in config["models"].items() if m.get("architecture") == "unet3d"]
+        if unet3d:
+            raise InputError(
+                f"config models {unet3d}: the 3D U-Net segments; translation trains the 2D "
+                "U-Net or the CNN (architecture unet or cnn)"
+            )
     for name, settings in config["models"].items():
         if settings.get("loss", "dice_ce") not in TASK_LOSSES[task]:
             raise InputError(
@@ -159,6 +165,12 @@ def sample_table(config: dict, basedir: str | Path) -> pd.DataFrame:
 def _target_as_reference(df: pd.DataFrame, target: str, path) -> pd.DataFrame:
     """Translation: the target modality's column is the reference (``seg``) of each case;
     a case without it is predicted, not scored."""
+    if "image" in df.columns:
+        raise InputError(
+            "translation needs one column per modality (its inputs and its target), not one "
+            "4D or slice-stack `image` column",
+            path=path,
+        )
     if target not in df.columns:
         raise InputError(f"the sheet has no `{target}` column, the translation target", path=path)
     df = df.drop(columns=[c for c in ("seg",) if c in df.columns])
