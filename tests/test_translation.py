@@ -175,3 +175,28 @@ def test_translation_sheet_needs_modality_columns(tmp_path):
         _target_as_reference(pd.DataFrame({"case": ["a"], "t1": ["a"]}), "t2", "s.tsv")
     both = pd.DataFrame({"case": ["a"], "t1": ["x"], "t2": ["y"], "seg": ["z"]})
     assert _target_as_reference(both, "t2", "s.tsv")["seg"].tolist() == ["y"]
+
+
+def test_synthetic_image_in_z_scores_or_the_training_scale(tmp_path):
+    import json
+
+    from tumorseg.predict import predict_translation_case
+    from tumorseg.train import build
+
+    paths, rec, out = translated(tmp_path, BRATS_GRID, case="s1")
+    settings = {
+        "architecture": "unet", "depth": 2, "base_filters": 4, "batch_norm": False,
+        "dropout": 0.0, "upsampling": "transpose", "kernel_size": 3, "seed": 2,
+    }  # fmt: skip
+    model_path = tmp_path / "m.keras"
+    build(settings, 1, 96, None).save(model_path)
+    args = (str(model_path), out["image.npy"], out["geometry.json"], [paths["t1"]], 32)
+    predict_translation_case("s1", *args, str(tmp_path / "z.nii.gz"))
+    scale = tmp_path / "scale.json"
+    scale.write_text(json.dumps({"mean": 500.0, "std": 100.0, "cases": 3}))
+    predict_translation_case("s1", *args, str(tmp_path / "i.nii.gz"), scale_json=str(scale))
+    z = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "z.nii.gz")))
+    raw = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "i.nii.gz")))
+    brain = sitk.GetArrayFromImage(sitk.ReadImage(paths["t1"])) > 0
+    assert not z[~brain].any() and not raw[~brain].any()  # 0 outside the brain either way
+    np.testing.assert_allclose(raw[brain], z[brain] * 100.0 + 500.0, rtol=1e-5, atol=1e-3)

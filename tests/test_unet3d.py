@@ -137,3 +137,17 @@ def test_sliding_window_prediction_of_a_3d_model(volumes):
     one = predict_probabilities(whole, image, 16, {"overlap": 0.5, "gaussian": True})
     direct = np.asarray(whole(image[None].astype(np.float32), training=False))[0]
     np.testing.assert_allclose(one, direct, atol=1e-6)
+
+
+def test_same_3d_settings_same_weights(volumes, tmp_path):
+    root, splits = volumes
+    weights = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        train_model(
+            str(splits), str(root), settings3d(epochs=2, steps_per_epoch=3), **outputs(folder)
+        )
+        model = keras.models.load_model(folder / "model.keras", compile=False, safe_mode=True)
+        weights.append(model.get_weights())
+    for left, right in zip(*weights, strict=True):
+        np.testing.assert_array_equal(left, right)
