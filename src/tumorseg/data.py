@@ -140,6 +140,37 @@ def draw_epoch(weights: np.ndarray, n_draws: int, seed: int, epoch: int, weighte
     return np.concatenate(passes)[:n_draws]
 
 
+def open_case(folder: Path, case: str, regression: bool = False):
+    """The memory-mapped image and label (or, ``regression``, target) of one preprocessed
+    case, checked against the contract; clean errors name the case and the file."""
+    name, kind = ("target", "float") if regression else ("label", "uint8")
+    img_path, lab_path = folder / "image.npy", folder / f"{name}.npy"
+    for p in (img_path, lab_path):
+        if not p.is_file():
+            raise InputError("preprocessed array not found", case, p)
+    try:
+        img = np.load(img_path, mmap_mode="r", allow_pickle=False)
+        lab = np.load(lab_path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise InputError(f"cannot read the array ({err})", case, folder) from None
+    if img.ndim != 4 or not np.issubdtype(img.dtype, np.floating):
+        raise InputError(
+            f"image must be a float (z, y, x, channels) array, found {img.dtype} "
+            f"with shape {img.shape}",
+            case,
+            img_path,
+        )
+    good = np.issubdtype(lab.dtype, np.floating) if regression else lab.dtype == np.uint8
+    if lab.ndim != 3 or not good or lab.shape != img.shape[:3]:
+        raise InputError(
+            f"{name} must be {kind} of shape {img.shape[:3]} (the image's), found "
+            f"{lab.dtype} with shape {lab.shape}",
+            case,
+            lab_path,
+        )
+    return img, lab
+
+
 class SliceReader:
     """Reads slices of memory-mapped per-case arrays (opened once, read on demand): the
     label classes, or with ``n_classes`` 0 (image translation) the z-scored target."""
@@ -148,39 +179,13 @@ class SliceReader:
         self.cases = list(cases)
         self.n_classes = int(n_classes)
         self.regression = self.n_classes == 0
-        target_name, target_dtype = ("target", "float") if self.regression else ("label", "uint8")
         self.images: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         shape = None
         for case in self.cases:
             folder = Path(preprocessed_dir) / case
-            img_path, lab_path = folder / "image.npy", folder / f"{target_name}.npy"
-            for p in (img_path, lab_path):
-                if not p.is_file():
-                    raise InputError("preprocessed array not found", case, p)
-            try:
-                img = np.load(img_path, mmap_mode="r", allow_pickle=False)
-                lab = np.load(lab_path, mmap_mode="r", allow_pickle=False)
-            except ValueError as err:
-                raise InputError(f"cannot read the array ({err})", case, folder) from None
-            if img.ndim != 4 or not np.issubdtype(img.dtype, np.floating):
-                raise InputError(
-                    f"image must be a float (z, y, x, channels) array, found {img.dtype} "
-                    f"with shape {img.shape}",
-                    case,
-                    img_path,
-                )
-            good_type = (
-                np.issubdtype(lab.dtype, np.floating) if self.regression else lab.dtype == np.uint8
-            )
-            if lab.ndim != 3 or not good_type or lab.shape != img.shape[:3]:
-                raise InputError(
-                    f"{target_name} must be {target_dtype} of shape {img.shape[:3]} (the "
-                    f"image's), found "
-                    f"{lab.dtype} with shape {lab.shape}",
-                    case,
-                    lab_path,
-                )
+            img, lab = open_case(folder, case, self.regression)
+            img_path = folder / "image.npy"
             if shape is None:
                 shape = img.shape[1:]
             elif img.shape[1:] != shape:

@@ -51,30 +51,9 @@ def patch_zyx(patch_xyz) -> tuple[int, int, int]:
 
 def _open_case(folder: Path, case: str) -> tuple[np.ndarray, np.ndarray]:
     """The memory-mapped image and label of one case, checked against the contract."""
-    img_path, lab_path = folder / "image.npy", folder / "label.npy"
-    for p in (img_path, lab_path):
-        if not p.is_file():
-            raise InputError("preprocessed array not found", case, p)
-    try:
-        img = np.load(img_path, mmap_mode="r", allow_pickle=False)
-        lab = np.load(lab_path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise InputError(f"cannot read the array ({err})", case, folder) from None
-    if img.ndim != 4 or not np.issubdtype(img.dtype, np.floating):
-        raise InputError(
-            f"image must be a float (z, y, x, channels) array, found {img.dtype} with "
-            f"shape {img.shape}",
-            case,
-            img_path,
-        )
-    if lab.ndim != 3 or lab.dtype != np.uint8 or lab.shape != img.shape[:3]:
-        raise InputError(
-            f"label must be uint8 of shape {img.shape[:3]} (the image's), found {lab.dtype} "
-            f"with shape {lab.shape}",
-            case,
-            lab_path,
-        )
-    return img, lab
+    from .data import open_case
+
+    return open_case(folder, case)
 
 
 class PatchReader:
