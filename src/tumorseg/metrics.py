@@ -324,3 +324,16 @@ def evaluate_case(
         )
     with atomic_path(out_path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="NA")
+
+
+def evaluate_batch(cases: list[dict], labels, slice_metrics=False, case_logs=None) -> None:
+    """:func:`evaluate_case` for a batch of cases (dicts of its arguments) in one process."""
+    from .batches import run_batch
+
+    by_id = {c["case"]: c for c in cases}
+    run_batch(
+        list(by_id),
+        lambda case: evaluate_case(labels=labels, slice_metrics=slice_metrics, **by_id[case]),
+        case_logs=case_logs,
+        overlap=False,
+    )

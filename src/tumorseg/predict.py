@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from . import geometry as geo
 from . import slices
 from .atomic import atomic_path
+from .batches import run_batch
 from .errors import InputError
 from .geometry import load_geometry
 from .labels import as_label_map
@@ -86,13 +87,17 @@ def check_written(written: str | Path, reference: str, case: str, grid=None) -> 
         )
 
 
-def _configure_threads(threads: int) -> None:
+def configure_threads(threads: int) -> None:
+    """Hold the step to ``threads`` compute threads: TensorFlow's pools (``threads``
+    intra-op, one inter-op: the model's layers run one after another) and ITK's."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    threads = max(1, int(threads))
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # already initialised in this process
         pass
 
@@ -132,6 +137,54 @@ def predict_probabilities(model, image: np.ndarray, batch_size: int, windows=Non
     return np.concatenate(out, axis=0)
 
 
+def forward_case(
+    case: str,
+    model,
+    image_npy: str,
+    geometry_json: str,
+    reference: str,
+    batch_size: int,
+    windows: dict | None = None,
+) -> dict:
+    """The model's half of a prediction: the checked geometry record and the class
+    probabilities on the preprocessed grid, with the seconds spent."""
+    t0 = time.perf_counter()
+    record = load_geometry(geometry_json)
+    native_reference(reference, case, record)
+    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
+    t1 = time.perf_counter()
+    probs = predict_probabilities(model, image, batch_size, windows)
+    times = {"read": t1 - t0, "model": time.perf_counter() - t1}
+    return {"record": record, "probs": probs, "times": times}
+
+
+def write_case_prediction(
+    case: str, forward: dict, reference: str, labels, out_seg: str, out_probs=None
+) -> dict[str, float]:
+    """The way back: probabilities to the native grid, argmax, dataset labels, written
+    and checked; logs and returns the seconds of every part."""
+    times = dict(forward["times"])
+    t0 = time.perf_counter()
+    classes, native_probs = geo.probabilities_to_native(
+        forward["probs"], forward["record"], keep_probs=bool(out_probs)
+    )
+    times["inversion"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_segmentation(classes, reference, case, labels, out_seg)
+    if out_probs:
+        img = sitk.GetImageFromArray(native_probs, isVector=True)
+        img.CopyInformation(classes)
+        with atomic_path(out_probs) as tmp:
+            sitk.WriteImage(img, str(tmp), useCompression=True)
+    times["write"] = time.perf_counter() - t0
+    log.info("case %s: predicted in %s", case, _describe(times))
+    return times
+
+
+def _describe(times: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+
+
 def predict_case(
     case: str,
     model_path: str,
@@ -148,38 +201,58 @@ def predict_case(
 ) -> dict[str, float]:
     """Predict one case and write ``out_seg`` (and optionally ``out_probs``) on the native
     grid. Returns the seconds spent reading, in the model, inverting and writing."""
-    times = {}
-    t0 = time.perf_counter()
-    record = load_geometry(geometry_json)
-    native_reference(reference, case, record)
-    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
-    times["read"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     if model is None:
-        _configure_threads(threads)
+        configure_threads(threads)
         model = load_model(model_path)
-    probs = predict_probabilities(model, image, batch_size, windows)
-    times["model"] = time.perf_counter() - t0
+    forward = forward_case(case, model, image_npy, geometry_json, reference, batch_size, windows)
+    return write_case_prediction(case, forward, reference, labels, out_seg, out_probs)
 
-    t0 = time.perf_counter()
-    classes, native_probs = geo.probabilities_to_native(probs, record, keep_probs=bool(out_probs))
-    times["inversion"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    write_segmentation(classes, reference, case, labels, out_seg)
-    if out_probs:
-        img = sitk.GetImageFromArray(native_probs, isVector=True)
-        img.CopyInformation(classes)
-        with atomic_path(out_probs) as tmp:
-            sitk.WriteImage(img, str(tmp), useCompression=True)
-    times["write"] = time.perf_counter() - t0
-    log.info(
-        "case %s: predicted in %s",
-        case,
-        ", ".join(f"{k} {v:.2f} s" for k, v in times.items()),
+def predict_batch(
+    cases: list[dict],
+    model_path: str,
+    labels,
+    batch_size: int,
+    windows: dict | None = None,
+    threads: int = 2,
+    case_logs: dict[str, str] | None = None,
+    overlap: bool = True,
+) -> None:
+    """Predict a batch of cases with one model loaded once. ``cases``: one dict per case
+    with ``case``, ``image_npy``, ``geometry_json``, ``reference``, ``out_seg`` and
+    optionally ``out_probs``. The model runs on the next case while the previous one goes
+    back to native space in a second thread (``overlap``); the outputs are the same as
+    :func:`predict_case`'s, case by case."""
+    configure_threads(threads)
+    model = load_model(model_path)
+    by_id = {c["case"]: c for c in cases}
+
+    def first(case):
+        c = by_id[case]
+        return forward_case(
+            case, model, c["image_npy"], c["geometry_json"], c["reference"], batch_size, windows
+        )
+
+    def second(case, forward):
+        c = by_id[case]
+        write_case_prediction(
+            case, forward, c["reference"], labels, c["out_seg"], c.get("out_probs")
+        )
+
+    log.info("predicting %d cases with %s (%d threads)", len(cases), model_path, threads)
+    run_batch(list(by_id), first, second, case_logs, overlap)
+
+
+def ceiling_batch(cases: list[dict], labels, threads: int = 1, case_logs=None) -> None:
+    """:func:`ceiling_case` for a batch of cases (dicts of its arguments) in one process."""
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
+    by_id = {c["case"]: c for c in cases}
+    run_batch(
+        list(by_id),
+        lambda case: ceiling_case(labels=labels, **by_id[case]),
+        case_logs=case_logs,
+        overlap=False,
     )
-    return times
 
 
 def ceiling_case(
@@ -237,6 +310,46 @@ def _to_native_intensity(values_ds, record, brain, scale=None) -> sitk.Image:
     return out
 
 
+def forward_translation_case(
+    case: str, model, image_npy: str, geometry_json: str, inputs: list[str], batch_size: int
+) -> dict:
+    """The model's half of a synthesis: the checked record and the z-scored values on the
+    preprocessed grid."""
+    t0 = time.perf_counter()
+    record = load_geometry(geometry_json)
+    native_reference(inputs[0], case, record)
+    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
+    t1 = time.perf_counter()
+    values = predict_probabilities(model, image, batch_size)[..., 0]
+    times = {"read": t1 - t0, "model": time.perf_counter() - t1}
+    return {"record": record, "values": values, "times": times}
+
+
+def write_translation(
+    case: str,
+    forward: dict,
+    inputs: list[str],
+    out_path: str,
+    mask_path: str | None = None,
+    brain_threshold: float = 0.01,
+    scale_json: str | None = None,
+) -> dict[str, float]:
+    """The way back of a synthesis: the native brain mask, the values on the native grid
+    (optionally rescaled), written as float32 and checked."""
+    times = dict(forward["times"])
+    t0 = time.perf_counter()
+    record = forward["record"]
+    brain = native_brain(case, inputs, record, mask_path, brain_threshold)
+    scale = json.loads(Path(scale_json).read_text()) if scale_json else None
+    out = _to_native_intensity(forward["values"], record, brain, scale)
+    times["inversion"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_intensity(out, inputs[0], case, out_path)
+    times["write"] = time.perf_counter() - t0
+    log.info("case %s: synthesised in %s", case, _describe(times))
+    return times
+
+
 def predict_translation_case(
     case: str,
     model_path: str,
@@ -254,30 +367,52 @@ def predict_translation_case(
     """Synthesise the target of one case and write it on the native grid of its first
     input (float32, target z-scores inside the brain, 0 outside; with ``scale_json`` the
     training data's target intensities)."""
-    times = {}
-    t0 = time.perf_counter()
-    record = load_geometry(geometry_json)
-    native_reference(inputs[0], case, record)
-    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
-    brain = native_brain(case, inputs, record, mask_path, brain_threshold)
-    times["read"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
     if model is None:
-        _configure_threads(threads)
+        configure_threads(threads)
         model = load_model(model_path)
-    values = predict_probabilities(model, image, batch_size)[..., 0]
-    times["model"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    scale = json.loads(Path(scale_json).read_text()) if scale_json else None
-    out = _to_native_intensity(values, record, brain, scale)
-    times["inversion"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    write_intensity(out, inputs[0], case, out_path)
-    times["write"] = time.perf_counter() - t0
-    log.info(
-        "case %s: synthesised in %s", case, ", ".join(f"{k} {v:.2f} s" for k, v in times.items())
+    forward = forward_translation_case(case, model, image_npy, geometry_json, inputs, batch_size)
+    return write_translation(
+        case, forward, inputs, out_path, mask_path, brain_threshold, scale_json
     )
-    return times
+
+
+def predict_translation_batch(
+    cases: list[dict],
+    model_path: str,
+    batch_size: int,
+    brain_threshold: float = 0.01,
+    scale_json: str | None = None,
+    threads: int = 2,
+    case_logs: dict[str, str] | None = None,
+    overlap: bool = True,
+) -> None:
+    """:func:`predict_translation_case` for a batch of cases (dicts with ``case``,
+    ``image_npy``, ``geometry_json``, ``inputs``, ``out_path`` and optionally
+    ``mask_path``), the model loaded once and the way back overlapping the next case."""
+    configure_threads(threads)
+    model = load_model(model_path)
+    by_id = {c["case"]: c for c in cases}
+
+    def first(case):
+        c = by_id[case]
+        return forward_translation_case(
+            case, model, c["image_npy"], c["geometry_json"], c["inputs"], batch_size
+        )
+
+    def second(case, forward):
+        c = by_id[case]
+        write_translation(
+            case,
+            forward,
+            c["inputs"],
+            c["out_path"],
+            c.get("mask_path"),
+            brain_threshold,
+            scale_json,
+        )
+
+    log.info("synthesising %d cases with %s (%d threads)", len(cases), model_path, threads)
+    run_batch(list(by_id), first, second, case_logs, overlap)
 
 
 def translation_ceiling_case(
@@ -297,3 +432,17 @@ def translation_ceiling_case(
     brain = native_brain(case, inputs, record, mask_path, brain_threshold)
     target = np.load(target_npy, allow_pickle=False)
     write_intensity(_to_native_intensity(target, record, brain), inputs[0], case, out_path)
+
+
+def translation_ceiling_batch(
+    cases: list[dict], brain_threshold: float = 0.01, threads: int = 1, case_logs=None
+) -> None:
+    """:func:`translation_ceiling_case` for a batch of cases in one process."""
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
+    by_id = {c["case"]: c for c in cases}
+    run_batch(
+        list(by_id),
+        lambda case: translation_ceiling_case(brain_threshold=brain_threshold, **by_id[case]),
+        case_logs=case_logs,
+        overlap=False,
+    )

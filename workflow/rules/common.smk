@@ -6,6 +6,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from tumorseg import demo  # noqa: E402
+from tumorseg.batches import assign_batches, batch_runtime  # noqa: E402
 from tumorseg.code_digest import script_digests  # noqa: E402
 from tumorseg.labels import spec_from_config  # noqa: E402
 from tumorseg.resources import estimate_mem_mb  # noqa: E402
@@ -40,6 +41,8 @@ TRUTH = "target" if TRANSLATION else "label"
 PRED = "results/predictions/{model}/{case}" + (
     f"_{TARGET}.nii.gz" if TRANSLATION else "" if STACKS else "_seg.nii.gz"
 )
+SAVE_PROBS = config["predict"]["save_probabilities"] and not TRANSLATION
+PROBS = "results/predictions/{model}/{case}_probs.nii.gz"
 CEILING = "results/ceiling/{case}" + (f"_{TARGET}.nii.gz" if TRANSLATION else "_seg.nii.gz")
 # the demo writes the target too when it is synthesised
 DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANSLATION else [])]))
@@ -68,24 +71,40 @@ def case_images(wildcards):
     return files
 
 
-def reference_image(wildcards):
-    """The native file whose grid the prediction must land on."""
-    return SAMPLES.loc[wildcards.case, IMAGE_COLUMNS[0]]
+def reference_of(case):
+    """The native file whose grid a case's prediction must land on."""
+    return SAMPLES.loc[case, IMAGE_COLUMNS[0]]
 
 
-def input_files(wildcards):
-    """The native input modality files of a case, in `modalities` order (translation)."""
-    return [SAMPLES.loc[wildcards.case, m] for m in config["modalities"]]
+def run_batches(cases):
+    """(model run, batch number, its cases) of every batch job (config predict.batches)."""
+    batches = assign_batches(cases, config["predict"]["batches"])
+    return [(run, b, members) for run in RUNS for b, members in batches.items()]
 
 
-def brain_mask_file(wildcards):
-    mask = SAMPLES.loc[wildcards.case].get("mask", "")
-    return {"mask": mask} if mask else {}
+def batch_rule(step, run, batch):
+    """The name of a batch job's rule: `predict_unet_b3`, `evaluate_unet_fold1_b0`."""
+    return f"{step}_{run.replace('.', '_')}_b{batch}"
+
+
+def apply_profile(step, name):
+    """`set-resources` and `set-threads` given for a step (`predict`, `evaluate`, `ceiling`)
+    in a profile or on the command line apply to each of its batch rules."""
+    settings = workflow.resource_settings
+    resources = getattr(rules, name).rule.resources
+    resources.update(settings._parsed_overwrite_resources.get(step, {}))
+    threads = settings._parsed_overwrite_threads.get(step)
+    if threads is not None:
+        resources["_cores"] = threads
 
 
 def model_file(wildcards):
-    name, _ = RUNS[wildcards.model]
-    return config["pretrained"].get(name, f"results/models/{wildcards.model}/model.keras")
+    return model_file_of(wildcards.model)
+
+
+def model_file_of(run):
+    name, _ = RUNS[run]
+    return config["pretrained"].get(name, f"results/models/{run}/model.keras")
 
 
 def model_settings(wildcards):

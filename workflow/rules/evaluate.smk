@@ -1,46 +1,96 @@
-rule ceiling:
-    input:
-        label="results/preprocessed/{case}/label.npy",
-        geometry="results/preprocessed/{case}/geometry.json",
-        reference=reference_image,
-    output:
-        "results/ceiling/{case}_seg.nii.gz",
-    log:
-        "logs/ceiling/{case}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    params:
-        labels=LABELS,
-        code=CODE["ceiling"],
-    script:
-        "../scripts/ceiling.py"
+# The resolution ceiling and the scores, in batches of cases (the same batches as the
+# predictions): one process per batch, not per case; outputs and logs per case.
 
 
-rule evaluate:
-    input:
-        pred=PRED,
-        ref=lambda w: SAMPLES.loc[w.case, "seg"],
-        ceiling="results/ceiling/{case}_seg.nii.gz",
-    output:
-        tsv="results/metrics/{model}/cases/{case}.tsv",
-    log:
-        "logs/evaluate/{model}/{case}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    params:
-        labels=LABELS,
-        slice_metrics=STACKS,
-        code=CODE["evaluate"],
-    script:
-        "../scripts/evaluate.py"
+def ceiling_jobs(cases):
+    return [
+        {
+            "case": c,
+            "label_npy": f"results/preprocessed/{c}/label.npy",
+            "geometry_json": f"results/preprocessed/{c}/geometry.json",
+            "reference": reference_of(c),
+            "out_seg": CEILING.format(case=c),
+        }
+        for c in cases
+    ]
+
+
+def evaluate_jobs(run, cases):
+    return [
+        {
+            "case": c,
+            "pred_path": PRED.format(model=run, case=c),
+            "ref_path": SAMPLES.loc[c, "seg"],
+            "ceiling_path": CEILING.format(case=c),
+            "out_path": f"results/metrics/{run}/cases/{c}.tsv",
+        }
+        for c in cases
+    ]
+
+
+for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items():
+
+    rule:
+        name:
+            f"ceiling_b{batch}"
+        input:
+            labels=preprocessed(["label.npy"], cases),
+            geometries=preprocessed(["geometry.json"], cases),
+            references=[reference_of(c) for c in cases],
+        output:
+            seg=expand(CEILING, case=cases),
+        log:
+            batch=f"logs/ceiling/batch{batch}.log",
+            cases=expand("logs/ceiling/{case}.log", case=cases),
+        benchmark:
+            f"results/benchmarks/ceiling/batch{batch}.tsv"
+        conda:
+            "../../envs/imaging.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=batch_runtime(cases, 5, 0.1),
+        params:
+            cases=ceiling_jobs(cases),
+            labels=LABELS,
+            code=CODE["ceiling"],
+        script:
+            "../scripts/ceiling.py"
+
+    apply_profile("ceiling", f"ceiling_b{batch}")
+
+
+for run, batch, cases in run_batches(LABELLED):
+
+    rule:
+        name:
+            batch_rule("evaluate", run, batch)
+        input:
+            preds=expand(PRED, model=run, case=cases),
+            refs=[SAMPLES.loc[c, "seg"] for c in cases],
+            ceilings=expand(CEILING, case=cases),
+        output:
+            tsv=expand("results/metrics/{model}/cases/{case}.tsv", model=run, case=cases),
+        log:
+            batch=f"logs/evaluate/{run}/batch{batch}.log",
+            cases=expand("logs/evaluate/{model}/{case}.log", model=run, case=cases),
+        benchmark:
+            f"results/benchmarks/evaluate/{run}/batch{batch}.tsv"
+        conda:
+            "../../envs/imaging.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=batch_runtime(cases, 5, 0.1),
+        params:
+            cases=evaluate_jobs(run, cases),
+            labels=LABELS,
+            slice_metrics=STACKS,
+            code=CODE["evaluate"],
+        script:
+            "../scripts/evaluate.py"
+
+    apply_profile("evaluate", batch_rule("evaluate", run, batch))
 
 
 rule aggregate:

@@ -1,37 +1,63 @@
-PROBABILITIES = (
-    {"probs": "results/predictions/{model}/{case}_probs.nii.gz"}
-    if config["predict"]["save_probabilities"]
-    else {}
-)
+# Prediction in batches: one job per model run and batch of cases (config predict.batches;
+# a case's batch is a hash of its ID, so adding or changing a case reruns only its batch).
+# TensorFlow is imported and the model loaded once per job; the outputs are per case.
 
 
-rule predict:
-    input:
-        model=model_file,
-        image="results/preprocessed/{case}/image.npy",
-        geometry="results/preprocessed/{case}/geometry.json",
-        reference=reference_image,
-    output:
-        **PROBABILITIES,
-        seg=directory(PRED) if STACKS else PRED,
-    log:
-        "logs/predict/{model}/{case}.log",
-    benchmark:
-        "results/benchmarks/predict/{model}/{case}.tsv"
-    conda:
-        "../../envs/tensorflow.yaml"
-    threads: 2
-    resources:
-        mem_mb=3000,
-        runtime=10,
-    params:
-        labels=LABELS,
-        batch_size=config["predict"]["batch_size"],
-        windows=lambda w: (
-            {k: config["predict"][k] for k in ("overlap", "gaussian")}
-            if model_settings(w)["architecture"] == "unet3d"
-            else None
-        ),
-        code=CODE["predict"],
-    script:
-        "../scripts/predict.py"
+def predict_jobs(run, cases):
+    """Each case's arguments of `predict_batch` (the same paths as the rule's input and
+    output lists)."""
+    return [
+        {
+            "case": c,
+            "image_npy": f"results/preprocessed/{c}/image.npy",
+            "geometry_json": f"results/preprocessed/{c}/geometry.json",
+            "reference": reference_of(c),
+            "out_seg": PRED.format(model=run, case=c),
+            **({"out_probs": PROBS.format(model=run, case=c)} if SAVE_PROBS else {}),
+        }
+        for c in cases
+    ]
+
+
+for run, batch, cases in run_batches(CASES):
+
+    rule:
+        name:
+            batch_rule("predict", run, batch)
+        input:
+            model=model_file_of(run),
+            images=preprocessed(["image.npy"], cases),
+            geometries=preprocessed(["geometry.json"], cases),
+            references=[reference_of(c) for c in cases],
+        output:
+            **({"probs": expand(PROBS, model=run, case=cases)} if SAVE_PROBS else {}),
+            seg=(
+                [directory(p) for p in expand(PRED, model=run, case=cases)]
+                if STACKS
+                else expand(PRED, model=run, case=cases)
+            ),
+        log:
+            batch=f"logs/predict/{run}/batch{batch}.log",
+            cases=expand("logs/predict/{model}/{case}.log", model=run, case=cases),
+        benchmark:
+            f"results/benchmarks/predict/{run}/batch{batch}.tsv"
+        conda:
+            "../../envs/tensorflow.yaml"
+        threads: config["predict"]["threads"]
+        resources:
+            mem_mb=3000,
+            runtime=batch_runtime(cases, 10, 0.2),
+        params:
+            cases=predict_jobs(run, cases),
+            labels=LABELS,
+            batch_size=config["predict"]["batch_size"],
+            windows=(
+                {k: config["predict"][k] for k in ("overlap", "gaussian")}
+                if config["models"][RUNS[run][0]]["architecture"] == "unet3d"
+                else None
+            ),
+            code=CODE["predict"],
+        script:
+            "../scripts/predict.py"
+
+    apply_profile("predict", batch_rule("predict", run, batch))

@@ -4,88 +4,178 @@
 # segmentation stage, so profiles and the report treat both alike.
 
 
-def scale_file(wildcards):
+def scale_of(run):
     """The training data's target scale (translation.rescale_output only)."""
     if not config["translation"]["rescale_output"]:
         return {}
-    return {"scale": str(Path(model_file(wildcards)).parent / "target_scale.json")}
+    return {"scale": str(Path(model_file_of(run)).parent / "target_scale.json")}
 
 
-rule predict:
-    input:
-        unpack(brain_mask_file),
-        unpack(scale_file),
-        model=model_file,
-        image="results/preprocessed/{case}/image.npy",
-        geometry="results/preprocessed/{case}/geometry.json",
-        inputs=input_files,
-    output:
-        synthetic=PRED,
-    log:
-        "logs/predict/{model}/{case}.log",
-    benchmark:
-        "results/benchmarks/predict/{model}/{case}.tsv"
-    conda:
-        "../../envs/tensorflow.yaml"
-    threads: 2
-    resources:
-        mem_mb=3000,
-        runtime=10,
-    params:
-        batch_size=config["predict"]["batch_size"],
-        brain_threshold=config["preprocess"]["brain_threshold"],
-        code=CODE["synthesise"],
-    script:
-        "../scripts/synthesise.py"
+def mask_arg(case):
+    mask = SAMPLES.loc[case].get("mask", "")
+    return {"mask_path": mask} if mask else {}
 
 
-rule ceiling:
-    input:
-        unpack(brain_mask_file),
-        target="results/preprocessed/{case}/target.npy",
-        geometry="results/preprocessed/{case}/geometry.json",
-        inputs=input_files,
-    output:
-        CEILING,
-    log:
-        "logs/ceiling/{case}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    params:
-        brain_threshold=config["preprocess"]["brain_threshold"],
-        code=CODE["translation_ceiling"],
-    script:
-        "../scripts/translation_ceiling.py"
+def inputs_of(case):
+    """The native input modality files of a case, in `modalities` order."""
+    return [SAMPLES.loc[case, m] for m in config["modalities"]]
 
 
-rule evaluate:
-    input:
-        unpack(brain_mask_file),
-        pred=PRED,
-        ref=lambda w: SAMPLES.loc[w.case, "seg"],
-        ceiling=CEILING,
-        geometry="results/preprocessed/{case}/geometry.json",
-        inputs=input_files,
-    output:
-        tsv="results/metrics/{model}/cases/{case}.tsv",
-    log:
-        "logs/evaluate/{model}/{case}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=5,
-    params:
-        brain_mask=config["preprocess"]["brain_mask"],
-        brain_threshold=config["preprocess"]["brain_threshold"],
-        code=CODE["evaluate_translation"],
-    script:
-        "../scripts/evaluate_translation.py"
+def masks_of(cases):
+    return [m["mask_path"] for c in cases for m in [mask_arg(c)] if m]
+
+
+def synthesise_jobs(run, cases):
+    return [
+        {
+            "case": c,
+            "image_npy": f"results/preprocessed/{c}/image.npy",
+            "geometry_json": f"results/preprocessed/{c}/geometry.json",
+            "inputs": inputs_of(c),
+            "out_path": PRED.format(model=run, case=c),
+            **mask_arg(c),
+        }
+        for c in cases
+    ]
+
+
+def translation_ceiling_jobs(cases):
+    return [
+        {
+            "case": c,
+            "target_npy": f"results/preprocessed/{c}/target.npy",
+            "geometry_json": f"results/preprocessed/{c}/geometry.json",
+            "inputs": inputs_of(c),
+            "out_path": CEILING.format(case=c),
+            **mask_arg(c),
+        }
+        for c in cases
+    ]
+
+
+def evaluate_translation_jobs(run, cases):
+    return [
+        {
+            "case": c,
+            "pred_path": PRED.format(model=run, case=c),
+            "target_path": SAMPLES.loc[c, "seg"],
+            "ceiling_path": CEILING.format(case=c),
+            "input_paths": inputs_of(c),
+            "geometry_json": f"results/preprocessed/{c}/geometry.json",
+            "out_path": f"results/metrics/{run}/cases/{c}.tsv",
+            **mask_arg(c),
+        }
+        for c in cases
+    ]
+
+
+def native_inputs(cases):
+    return list(dict.fromkeys(p for c in cases for p in inputs_of(c)))
+
+
+for run, batch, cases in run_batches(CASES):
+
+    rule:
+        name:
+            batch_rule("predict", run, batch)
+        input:
+            **scale_of(run),
+            model=model_file_of(run),
+            images=preprocessed(["image.npy"], cases),
+            geometries=preprocessed(["geometry.json"], cases),
+            inputs=native_inputs(cases),
+            masks=masks_of(cases),
+        output:
+            synthetic=expand(PRED, model=run, case=cases),
+        log:
+            batch=f"logs/predict/{run}/batch{batch}.log",
+            cases=expand("logs/predict/{model}/{case}.log", model=run, case=cases),
+        benchmark:
+            f"results/benchmarks/predict/{run}/batch{batch}.tsv"
+        conda:
+            "../../envs/tensorflow.yaml"
+        threads: config["predict"]["threads"]
+        resources:
+            mem_mb=3000,
+            runtime=batch_runtime(cases, 10, 0.2),
+        params:
+            cases=synthesise_jobs(run, cases),
+            batch_size=config["predict"]["batch_size"],
+            brain_threshold=config["preprocess"]["brain_threshold"],
+            code=CODE["synthesise"],
+        script:
+            "../scripts/synthesise.py"
+
+    apply_profile("predict", batch_rule("predict", run, batch))
+
+
+for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items():
+
+    rule:
+        name:
+            f"ceiling_b{batch}"
+        input:
+            targets=preprocessed(["target.npy"], cases),
+            geometries=preprocessed(["geometry.json"], cases),
+            inputs=native_inputs(cases),
+            masks=masks_of(cases),
+        output:
+            expand(CEILING, case=cases),
+        log:
+            batch=f"logs/ceiling/batch{batch}.log",
+            cases=expand("logs/ceiling/{case}.log", case=cases),
+        benchmark:
+            f"results/benchmarks/ceiling/batch{batch}.tsv"
+        conda:
+            "../../envs/imaging.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=batch_runtime(cases, 5, 0.1),
+        params:
+            cases=translation_ceiling_jobs(cases),
+            brain_threshold=config["preprocess"]["brain_threshold"],
+            code=CODE["translation_ceiling"],
+        script:
+            "../scripts/translation_ceiling.py"
+
+    apply_profile("ceiling", f"ceiling_b{batch}")
+
+
+for run, batch, cases in run_batches(LABELLED):
+
+    rule:
+        name:
+            batch_rule("evaluate", run, batch)
+        input:
+            preds=expand(PRED, model=run, case=cases),
+            refs=[SAMPLES.loc[c, "seg"] for c in cases],
+            ceilings=expand(CEILING, case=cases),
+            geometries=preprocessed(["geometry.json"], cases),
+            inputs=native_inputs(cases),
+            masks=masks_of(cases),
+        output:
+            tsv=expand("results/metrics/{model}/cases/{case}.tsv", model=run, case=cases),
+        log:
+            batch=f"logs/evaluate/{run}/batch{batch}.log",
+            cases=expand("logs/evaluate/{model}/{case}.log", model=run, case=cases),
+        benchmark:
+            f"results/benchmarks/evaluate/{run}/batch{batch}.tsv"
+        conda:
+            "../../envs/imaging.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=batch_runtime(cases, 5, 0.1),
+        params:
+            cases=evaluate_translation_jobs(run, cases),
+            brain_mask=config["preprocess"]["brain_mask"],
+            brain_threshold=config["preprocess"]["brain_threshold"],
+            code=CODE["evaluate_translation"],
+        script:
+            "../scripts/evaluate_translation.py"
+
+    apply_profile("evaluate", batch_rule("evaluate", run, batch))
 
 
 rule aggregate:

@@ -1,4 +1,5 @@
-"""The reference label sent through downsampling and back: the resolution ceiling."""
+"""The reference labels of a batch of cases sent through downsampling and back: the
+resolution ceiling."""
 
 import sys
 from pathlib import Path
@@ -6,17 +7,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
-redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.predict import ceiling_case
+redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.predict import ceiling_batch
 
-inp = snakemake.input
+cases = snakemake.params.cases
 run_step(
-    snakemake.log[0],
-    ceiling_case,
-    case=snakemake.wildcards.case,
-    label_npy=inp.label,
-    geometry_json=inp.geometry,
-    reference=inp.reference,
+    snakemake.log.batch,
+    ceiling_batch,
+    cases=cases,
     labels=snakemake.params.labels,
-    out_seg=snakemake.output[0],
+    threads=snakemake.threads,
+    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
 )

@@ -1,20 +1,20 @@
+"""Score a batch of cases' predictions against their references on the native grid."""
+
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
-redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.metrics import evaluate_case
+redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.metrics import evaluate_batch
 
+cases = snakemake.params.cases
 run_step(
-    snakemake.log[0],
-    evaluate_case,
-    case=snakemake.wildcards.case,
-    pred_path=snakemake.input.pred,
-    ref_path=snakemake.input.ref,
-    ceiling_path=snakemake.input.get("ceiling"),
+    snakemake.log.batch,
+    evaluate_batch,
+    cases=cases,
     labels=snakemake.params.labels,
     slice_metrics=snakemake.params.slice_metrics,
-    out_path=snakemake.output.tsv,
+    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
 )

@@ -1,4 +1,4 @@
-"""Synthesise one case's target modality with one model, on the native grid."""
+"""Synthesise the target modality of a batch of cases with one model, on the native grid."""
 
 import sys
 from pathlib import Path
@@ -6,22 +6,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
-redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.predict import predict_translation_case
+redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.predict import predict_translation_batch
 
-inp = snakemake.input
+cases = snakemake.params.cases
 run_step(
-    snakemake.log[0],
-    predict_translation_case,
-    case=snakemake.wildcards.case,
-    model_path=inp.model,
-    image_npy=inp.image,
-    geometry_json=inp.geometry,
-    inputs=list(inp.inputs),
+    snakemake.log.batch,
+    predict_translation_batch,
+    cases=cases,
+    model_path=snakemake.input.model,
     batch_size=snakemake.params.batch_size,
-    out_path=snakemake.output.synthetic,
-    mask_path=inp.get("mask"),
     brain_threshold=snakemake.params.brain_threshold,
-    scale_json=inp.get("scale"),
+    scale_json=snakemake.input.get("scale"),
     threads=snakemake.threads,
+    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
 )

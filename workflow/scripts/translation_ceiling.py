@@ -1,4 +1,5 @@
-"""The real target through downsampling and back: the translation resolution ceiling."""
+"""The real targets of a batch of cases through downsampling and back: the translation
+resolution ceiling."""
 
 import sys
 from pathlib import Path
@@ -6,18 +7,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
-redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.predict import translation_ceiling_case
+redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.predict import translation_ceiling_batch
 
-inp = snakemake.input
+cases = snakemake.params.cases
 run_step(
-    snakemake.log[0],
-    translation_ceiling_case,
-    case=snakemake.wildcards.case,
-    target_npy=inp.target,
-    geometry_json=inp.geometry,
-    inputs=list(inp.inputs),
-    out_path=snakemake.output[0],
-    mask_path=inp.get("mask"),
+    snakemake.log.batch,
+    translation_ceiling_batch,
+    cases=cases,
     brain_threshold=snakemake.params.brain_threshold,
+    threads=snakemake.threads,
+    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
 )
