@@ -76,6 +76,13 @@ def rule_directives(path: Path) -> dict[str, dict[str, str]]:
         if match:
             current = rules.setdefault(match.group(1), {})
             continue
+        # a batch rule made in a loop: `rule:`, then `name:` with batch_rule("<step>", ...)
+        # or f"<step>_b{batch}" on the next line; listed under its step
+        if re.match(r"^\s*name\s*:\s*$", line):
+            step = re.search(r'batch_rule\("(\w+)"|f"(\w+?)_b\{', lines[i + 1])
+            if step:
+                current = rules.setdefault(step.group(1) or step.group(2), {})
+                continue
         match = re.match(r"^\s*(conda|script)\s*:\s*(.*)$", line)
         if match and current is not None:
             value = match.group(2).strip()

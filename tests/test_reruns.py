@@ -21,6 +21,8 @@ from workflow_helpers import (
     write_config,
 )
 
+from tumorseg.batches import assign_batches, batch_of
+
 pytestmark = pytest.mark.slow
 
 TINY = "tests/config/tiny.yaml"
@@ -35,17 +37,32 @@ def counts(jobs) -> Counter:
     return Counter(rule for rule, _ in jobs)
 
 
-def cases(workdir: Path) -> tuple[int, int]:
+BATCHES = 2  # predict.batches: the schema default, which tiny.yaml keeps
+
+
+def cases(workdir: Path) -> tuple[list[str], list[str]]:
     """(all cases, labelled cases) of a run, from its preprocessed folders and metrics."""
-    n_cases = len(list((workdir / "results/preprocessed").glob("*/image.npy")))
-    n_labelled = len(list((workdir / "results/metrics/unet/cases").glob("*.tsv")))
-    assert n_cases > n_labelled > 0
-    return n_cases, n_labelled
+    every = sorted(p.parent.name for p in (workdir / "results/preprocessed").glob("*/image.npy"))
+    labelled = sorted(p.stem for p in (workdir / "results/metrics/unet/cases").glob("*.tsv"))
+    assert len(every) > len(labelled) > 0
+    return every, labelled
 
 
-def model_jobs(n_cases: int, n_labelled: int) -> Counter:
-    """The jobs of one model after its weights change."""
-    return Counter(train=1, predict=n_cases, evaluate=n_labelled, aggregate=1, summarise=1, all=1)
+def n_batches(case_ids: list[str]) -> int:
+    """The batch jobs a step runs for these cases (the non-empty batches)."""
+    return len(assign_batches(case_ids, BATCHES))
+
+
+def model_jobs(every: list[str], labelled: list[str]) -> Counter:
+    """The jobs of one model after its weights change: every batch of its cases."""
+    return Counter(
+        train=1,
+        predict=n_batches(every),
+        evaluate=n_batches(labelled),
+        aggregate=1,
+        summarise=1,
+        all=1,
+    )
 
 
 def test_nothing_changed_nothing_runs(tiny_run):
@@ -90,9 +107,9 @@ def test_runtime_settings_of_a_model_do_not_retrain(tiny_run):
 def test_preprocessing_change_reruns_preprocessing_and_everything_after(tiny_run, change):
     override = write_config(tiny_run, "rerun_preprocess.yaml", {"preprocess": change})
     jobs = plan(tiny_run, override)
-    n_cases, n_labelled = cases(tiny_run)
-    expected = model_jobs(n_cases, n_labelled) + Counter(
-        preprocess=n_cases, qc=n_cases, ceiling=n_labelled, preprocess_summary=1
+    every, labelled = cases(tiny_run)
+    expected = model_jobs(every, labelled) + Counter(
+        preprocess=len(every), qc=len(every), ceiling=n_batches(labelled), preprocess_summary=1
     )
     assert counts(jobs) == expected, counts(jobs)
     assert not UPSTREAM & set(counts(jobs))
@@ -127,7 +144,9 @@ def test_a_changed_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, 
         preprocess=1, qc=1, ceiling=1, preprocess_summary=1
     )
     assert counts(jobs) == expected, counts(jobs)
-    assert {w["case"] for r, w in jobs if r in ("preprocess", "qc", "ceiling")} == {case}
+    assert {w["case"] for r, w in jobs if r in ("preprocess", "qc")} == {case}
+    # the ceiling does not depend on the model: only the changed case's batch reruns
+    assert [w["batch"] for r, w in jobs if r == "ceiling"] == [str(batch_of(case, BATCHES))]
 
 
 def test_an_edit_to_a_package_module_reruns_the_jobs_that_run_it(tiny_run, tmp_path):
@@ -139,7 +158,7 @@ def test_an_edit_to_a_package_module_reruns_the_jobs_that_run_it(tiny_run, tmp_p
     assert plan(workdir) == []
     module.write_text(source + "\n_EDITED = True\n")
     jobs = plan(workdir)
-    expected = Counter(evaluate=cases(tiny_run)[1], aggregate=1, summarise=1, all=1)
+    expected = Counter(evaluate=n_batches(cases(tiny_run)[1]), aggregate=1, summarise=1, all=1)
     assert counts(jobs) == expected, counts(jobs)
 
 

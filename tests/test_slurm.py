@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
 TINY = "tests/config/tiny.yaml"
 # The plugin's job comment: rule_<rule>_wildcards_<...>, or rule_<group>_<its rules> for groups.
-CASE_GROUP = "rule_case_ceiling_demo_case_preprocess_qc"
+CASE_GROUP = "rule_case_demo_case_preprocess_qc"
 # Only what this one-node test cluster needs on top of profiles/slurm: its size, and no
 # accounting (so squeue instead of sacct, no account, no 40 s wait before the first check).
 TEST_CLUSTER_ARGS = [
@@ -124,16 +124,21 @@ def test_every_job_ran_under_slurm(slurm_run):
     assert sorted((r, sorted(w.items())) for r, w in executed) == expected
 
 
-def test_per_case_jobs_are_grouped(slurm_run):
+def test_per_case_jobs_are_grouped_and_batched(slurm_run):
     _, planned, jobs, _ = slurm_run
     per_rule = Counter(r for r, _ in planned)
     comments = Counter(re.sub(r"_wildcards_.*", "", j["Comment"]) for j in jobs)
-    # All cases fit one group of each kind: one SLURM job per group and per model.
+    # All cases fit one preprocessing group; prediction, evaluation and the ceiling are one
+    # SLURM job per batch (tiny.yaml: the default 2 batches, both non-empty).
+    batches = {
+        f"rule_{step}_b{b}": 1
+        for step in ("predict_unet", "evaluate_unet", "ceiling")
+        for b in (0, 1)
+    }
     assert comments == Counter(
         {
             CASE_GROUP: 1,
-            "rule_predict_predict": 1,
-            "rule_evaluate_evaluate": 1,
+            **batches,
             "rule_train": per_rule["train"],
             "rule_aggregate": per_rule["aggregate"],
         }
@@ -144,11 +149,11 @@ def test_per_case_jobs_are_grouped(slurm_run):
 def test_training_and_prediction_asked_for_a_gpu(slurm_run):
     _, _, jobs, _ = slurm_run
     by_kind = {re.sub(r"_wildcards_.*", "", j["Comment"]): j for j in jobs}
-    for kind in ("rule_train", "rule_predict_predict"):
+    for kind in ("rule_train", "rule_predict_unet_b0", "rule_predict_unet_b1"):
         job = by_kind[kind]
         assert job["Partition"] == "gpu", job
         assert "gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
-    for kind in (CASE_GROUP, "rule_evaluate_evaluate", "rule_aggregate"):
+    for kind in (CASE_GROUP, "rule_evaluate_unet_b0", "rule_ceiling_b1", "rule_aggregate"):
         job = by_kind[kind]
         assert job["Partition"] == "cpu", job
         assert "gpu" not in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
@@ -157,6 +162,10 @@ def test_training_and_prediction_asked_for_a_gpu(slurm_run):
     assert train["MinMemoryNode"] == "2000M"
     assert train["TimeLimit"] == "00:10:00"
     assert train["NumCPUs"] == "2"
+    # the profile's `predict` settings reached each batch job; its runtime is the rule's
+    predict = by_kind["rule_predict_unet_b0"]
+    assert predict["MinMemoryNode"] == "4000M", predict
+    assert predict["NumCPUs"] == "2", predict
 
 
 def test_results_match_the_local_run(slurm_run, tiny_run):

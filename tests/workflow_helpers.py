@@ -48,7 +48,8 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """Jobs a dry run would execute, by rule (empty when nothing would run)."""
+    """Jobs a dry run would execute, by rule (empty when nothing would run); batch jobs
+    are counted under their step (``predict``, ``evaluate``, ``ceiling``)."""
     proc = run_snakemake(workdir, "-n", "--quiet", "rules", *args)
     jobs: dict[str, int] = {}
     lines = (proc.stdout + proc.stderr).splitlines()
@@ -60,7 +61,9 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
             continue
         if started and len(parts) == 2 and parts[1].isdigit():
             if parts[0] != "total":
-                jobs[parts[0]] = int(parts[1])
+                batch = BATCH_RULE.fullmatch(parts[0])
+                step = batch.group(1) if batch else parts[0]
+                jobs[step] = jobs.get(step, 0) + int(parts[1])
     return jobs
 
 
@@ -80,16 +83,24 @@ def write_config(workdir: Path, name: str, data: dict) -> str:
     return str(path.relative_to(workdir))
 
 
+BATCH_RULE = re.compile(r"(predict|evaluate|ceiling)_(?:\w+_)?b(\d+)")
+BATCH_LOG = re.compile(r"logs/(?:predict|evaluate|ceiling)/(?:([^/]+)/)?batch(\d+)\.log")
+
+
 def jobs_in_log(text: str, header: str = r"(?:local)?rule") -> list[tuple[str, dict[str, str]]]:
     """``(rule, wildcards)`` of the job blocks in Snakemake output whose header line matches
-    ``header`` followed by `` <rule>:`` (``localrule`` blocks are jobs actually executed)."""
+    ``header`` followed by `` <rule>:`` (``localrule`` blocks are jobs actually executed).
+    A batch job (rule ``predict_<run>_b<k>``, ``evaluate_<run>_b<k>``, ``ceiling_b<k>``) is
+    reported under its step's name, with its run and batch as wildcards ``model`` and
+    ``batch`` (read from its log path)."""
     jobs: list[tuple[str, dict[str, str]]] = []
     inside = False
     for line in text.splitlines():
         stripped = line.strip()
         match = re.fullmatch(rf"{header} (\w+):", stripped)
         if match:
-            jobs.append((match.group(1), {}))
+            batch = BATCH_RULE.fullmatch(match.group(1))
+            jobs.append((batch.group(1) if batch else match.group(1), {}))
             inside = True
         elif re.fullmatch(r"(?:local)?(?:rule|checkpoint) \w+:", stripped):
             inside = False
@@ -97,6 +108,9 @@ def jobs_in_log(text: str, header: str = r"(?:local)?rule") -> list[tuple[str, d
             for item in stripped[len("wildcards: ") :].split(", "):
                 key, _, value = item.partition("=")
                 jobs[-1][1][key] = value
+        elif inside and stripped.startswith("log: ") and BATCH_LOG.search(stripped):
+            run, batch = BATCH_LOG.search(stripped).groups()
+            jobs[-1][1].update({"batch": batch, **({"model": run} if run else {})})
     return jobs
 
 

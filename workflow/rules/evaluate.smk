@@ -2,32 +2,6 @@
 # predictions): one process per batch, not per case; outputs and logs per case.
 
 
-def ceiling_jobs(cases):
-    return [
-        {
-            "case": c,
-            "label_npy": f"results/preprocessed/{c}/label.npy",
-            "geometry_json": f"results/preprocessed/{c}/geometry.json",
-            "reference": reference_of(c),
-            "out_seg": CEILING.format(case=c),
-        }
-        for c in cases
-    ]
-
-
-def evaluate_jobs(run, cases):
-    return [
-        {
-            "case": c,
-            "pred_path": PRED.format(model=run, case=c),
-            "ref_path": SAMPLES.loc[c, "seg"],
-            "ceiling_path": CEILING.format(case=c),
-            "out_path": f"results/metrics/{run}/cases/{c}.tsv",
-        }
-        for c in cases
-    ]
-
-
 for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items():
 
     rule:

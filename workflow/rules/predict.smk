@@ -3,22 +3,6 @@
 # TensorFlow is imported and the model loaded once per job; the outputs are per case.
 
 
-def predict_jobs(run, cases):
-    """Each case's arguments of `predict_batch` (the same paths as the rule's input and
-    output lists)."""
-    return [
-        {
-            "case": c,
-            "image_npy": f"results/preprocessed/{c}/image.npy",
-            "geometry_json": f"results/preprocessed/{c}/geometry.json",
-            "reference": reference_of(c),
-            "out_seg": PRED.format(model=run, case=c),
-            **({"out_probs": PROBS.format(model=run, case=c)} if SAVE_PROBS else {}),
-        }
-        for c in cases
-    ]
-
-
 for run, batch, cases in run_batches(CASES):
 
     rule:
