@@ -82,10 +82,14 @@ class CaseLogs:
 
     def __enter__(self):
         logging.getLogger().addHandler(self.router)
+        self.level = log.level
+        if log.getEffectiveLevel() > logging.INFO:  # the per-case lines are INFO
+            log.setLevel(logging.INFO)
         return self
 
     def __exit__(self, *exc):
         logging.getLogger().removeHandler(self.router)
+        log.setLevel(self.level)
         for stream in self.router.files.values():
             stream.close()
         self.router.files.clear()
