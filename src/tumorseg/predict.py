@@ -87,12 +87,13 @@ def check_written(written: str | Path, reference: str, case: str, grid=None) -> 
         )
 
 
-def configure_threads(threads: int) -> None:
-    """Hold the step to ``threads`` compute threads: TensorFlow's pools (``threads``
-    intra-op, one inter-op: the model's layers run one after another) and ITK's."""
+def configure_threads(threads: int, itk_threads: int | None = None) -> None:
+    """Hold the step to its compute threads: TensorFlow's pools (``threads`` intra-op, one
+    inter-op: the model's layers run one after another) and ITK's (``itk_threads``,
+    default ``threads``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     threads = max(1, int(threads))
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(itk_threads or threads)))
     import tensorflow as tf
 
     try:
@@ -100,6 +101,15 @@ def configure_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # already initialised in this process
         pass
+
+
+def split_threads(threads: int, overlap: bool | None) -> tuple[bool, int, int]:
+    """(overlap, TensorFlow threads, ITK threads) of a batch job with ``threads`` cores:
+    overlapping (the default from 2 threads on), the way back to native space gets one
+    thread and the model the others; without, both get all of them in turn."""
+    threads = max(1, int(threads))
+    overlap = threads >= 2 if overlap is None else bool(overlap and threads >= 2)
+    return (True, threads - 1, 1) if overlap else (False, threads, threads)
 
 
 def load_model(model_path: str):
@@ -216,14 +226,15 @@ def predict_batch(
     windows: dict | None = None,
     threads: int = 2,
     case_logs: dict[str, str] | None = None,
-    overlap: bool = True,
+    overlap: bool | None = None,
 ) -> None:
     """Predict a batch of cases with one model loaded once. ``cases``: one dict per case
     with ``case``, ``image_npy``, ``geometry_json``, ``reference``, ``out_seg`` and
     optionally ``out_probs``. The model runs on the next case while the previous one goes
-    back to native space in a second thread (``overlap``); the outputs are the same as
-    :func:`predict_case`'s, case by case."""
-    configure_threads(threads)
+    back to native space in a second thread (``overlap``, see :func:`split_threads`); the
+    outputs are the same as :func:`predict_case`'s, case by case."""
+    overlap, tf_threads, itk_threads = split_threads(threads, overlap)
+    configure_threads(tf_threads, itk_threads)
     model = load_model(model_path)
     by_id = {c["case"]: c for c in cases}
 
@@ -239,7 +250,11 @@ def predict_batch(
             case, forward, c["reference"], labels, c["out_seg"], c.get("out_probs")
         )
 
-    log.info("predicting %d cases with %s (%d threads)", len(cases), model_path, threads)
+    log.info(
+        "predicting %d cases with %s: %d threads (TensorFlow %d, way back %d, %s)",
+        len(cases), model_path, threads, tf_threads, itk_threads,
+        "overlapped" if overlap else "one after another",
+    )  # fmt: skip
     run_batch(list(by_id), first, second, case_logs, overlap)
 
 
@@ -384,12 +399,13 @@ def predict_translation_batch(
     scale_json: str | None = None,
     threads: int = 2,
     case_logs: dict[str, str] | None = None,
-    overlap: bool = True,
+    overlap: bool | None = None,
 ) -> None:
     """:func:`predict_translation_case` for a batch of cases (dicts with ``case``,
     ``image_npy``, ``geometry_json``, ``inputs``, ``out_path`` and optionally
     ``mask_path``), the model loaded once and the way back overlapping the next case."""
-    configure_threads(threads)
+    overlap, tf_threads, itk_threads = split_threads(threads, overlap)
+    configure_threads(tf_threads, itk_threads)
     model = load_model(model_path)
     by_id = {c["case"]: c for c in cases}
 
@@ -411,7 +427,11 @@ def predict_translation_batch(
             scale_json,
         )
 
-    log.info("synthesising %d cases with %s (%d threads)", len(cases), model_path, threads)
+    log.info(
+        "synthesising %d cases with %s: %d threads (TensorFlow %d, way back %d, %s)",
+        len(cases), model_path, threads, tf_threads, itk_threads,
+        "overlapped" if overlap else "one after another",
+    )  # fmt: skip
     run_batch(list(by_id), first, second, case_logs, overlap)
 
 

@@ -1,6 +1,8 @@
+import os
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -151,3 +153,21 @@ def training_settings(wildcards):
 
 def preprocessed(names, cases):
     return expand("results/preprocessed/{case}/{name}", case=cases, name=names)
+
+
+def warn_if_oversubscribed():
+    """Warn when a local run is given more cores than the machine lets it use (`--cores 8`
+    on a 2-core laptop): Snakemake then runs jobs whose threads add up to 8 on 2 cores."""
+    if not (workflow.is_main_process and workflow.local_exec) or workflow._cores is None:
+        return
+    have = len(os.sched_getaffinity(0))
+    if workflow._cores > have:
+        logger.warning(
+            f"--cores {workflow._cores} is more than the {have} CPU cores this machine "
+            f"lets Snakemake use: jobs whose threads add up to {workflow._cores} will share "
+            f"{have} cores, each running slower, and nothing finishes sooner. Pass "
+            f"--cores {have} or --cores all (README, 'Threads and cores')."
+        )
+
+
+warn_if_oversubscribed()
