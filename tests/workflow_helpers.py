@@ -49,7 +49,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
 
 def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     """Jobs a dry run would execute, by rule (empty when nothing would run); batch jobs
-    are counted under their step (``predict``, ``evaluate``, ``ceiling``)."""
+    are counted under their step (``predict``, ``evaluate``, ``ceiling``, ``qc``)."""
     proc = run_snakemake(workdir, "-n", "--quiet", "rules", *args)
     jobs: dict[str, int] = {}
     lines = (proc.stdout + proc.stderr).splitlines()
@@ -83,15 +83,16 @@ def write_config(workdir: Path, name: str, data: dict) -> str:
     return str(path.relative_to(workdir))
 
 
-BATCH_RULE = re.compile(r"(predict|evaluate|ceiling)_(?:\w+_)?b(\d+)")
-BATCH_LOG = re.compile(r"logs/(?:predict|evaluate|ceiling)/(?:([^/]+)/)?batch(\d+)\.log")
+BATCH_RULE = re.compile(r"(predict|evaluate|ceiling|qc)_(?:\w+_)?b(\d+)")
+BATCH_LOG = re.compile(r"logs/(?:predict|evaluate|ceiling|qc)/(?:([^/]+)/)?batch(\d+)\.log")
 
 
 def jobs_in_log(text: str, header: str = r"(?:local)?rule") -> list[tuple[str, dict[str, str]]]:
     """``(rule, wildcards)`` of the job blocks in Snakemake output whose header line matches
     ``header`` followed by `` <rule>:`` (``localrule`` blocks are jobs actually executed).
-    A batch job (rule ``predict_<run>_b<k>``, ``evaluate_<run>_b<k>``, ``ceiling_b<k>``) is
-    reported under its step's name, with its run and batch as wildcards ``model`` and
+    A batch job (rule ``predict_<run>_b<k>``, ``evaluate_<run>_b<k>``, ``ceiling_b<k>``,
+    ``qc_b<k>``) is reported under its step's name, with its run and batch as wildcards
+    ``model`` and
     ``batch`` (read from its log path)."""
     jobs: list[tuple[str, dict[str, str]]] = []
     inside = False

@@ -111,3 +111,16 @@ def evaluate_translation_jobs(run, cases):
 
 def native_inputs(cases):
     return list(dict.fromkeys(p for c in cases for p in inputs_of(c)))
+
+
+def qc_jobs(cases):
+    return [
+        {
+            "case": c,
+            "image_npy": f"results/preprocessed/{c}/image.npy",
+            "label_npy": f"results/preprocessed/{c}/{TRUTH}.npy",
+            "geometry_json": f"results/preprocessed/{c}/geometry.json",
+            "out_png": f"results/preprocessed/{c}/qc.png",
+        }
+        for c in cases
+    ]

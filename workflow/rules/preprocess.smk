@@ -60,28 +60,39 @@ rule preprocess_summary:
         "../scripts/preprocess_summary.py"
 
 
-rule qc:
-    input:
-        image="results/preprocessed/{case}/image.npy",
-        label=f"results/preprocessed/{{case}}/{TRUTH}.npy",
-        geometry="results/preprocessed/{case}/geometry.json",
-    output:
-        report(
-            "results/preprocessed/{case}/qc.png",
-            caption="../report/qc.rst",
-            category="1. Preprocessing",
-            subcategory="QC per case",
-            labels={"case": "{case}"},
-        ),
-    log:
-        "logs/qc/{case}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=5,
-    params:
-        code=CODE["qc"],
-    script:
-        "../scripts/qc.py"
+for batch, cases in assign_batches(CASES, config["predict"]["batches"]).items():
+
+    rule:
+        name:
+            f"qc_b{batch}"
+        input:
+            images=preprocessed(["image.npy"], cases),
+            labels=preprocessed([f"{TRUTH}.npy"], cases),
+            geometries=preprocessed(["geometry.json"], cases),
+        output:
+            pictures=[
+                report(
+                    f"results/preprocessed/{c}/qc.png",
+                    caption="../report/qc.rst",
+                    category="1. Preprocessing",
+                    subcategory="QC per case",
+                    labels={"case": c},
+                )
+                for c in cases
+            ],
+        log:
+            batch=f"logs/qc/batch{batch}.log",
+            cases=expand("logs/qc/{case}.log", case=cases),
+        conda:
+            "../../envs/imaging.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=batch_runtime(cases, 5, 0.05),
+        params:
+            cases=qc_jobs(cases),
+            code=CODE["qc"],
+        script:
+            "../scripts/qc.py"
+
+    apply_profile("qc", f"qc_b{batch}")

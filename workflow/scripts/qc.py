@@ -1,4 +1,4 @@
-"""QC picture of one preprocessed case."""
+"""QC pictures of a batch of preprocessed cases."""
 
 import sys
 from pathlib import Path
@@ -6,8 +6,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
-redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.qc import qc_picture
+redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.qc import qc_batch
 
-inp = snakemake.input
-run_step(snakemake.log[0], qc_picture, inp.image, inp.label, inp.geometry, snakemake.output[0])
+cases = snakemake.params.cases
+run_step(
+    snakemake.log.batch,
+    qc_batch,
+    cases=cases,
+    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
+)
