@@ -92,8 +92,7 @@ def jobs_in_log(text: str, header: str = r"(?:local)?rule") -> list[tuple[str, d
     ``header`` followed by `` <rule>:`` (``localrule`` blocks are jobs actually executed).
     A batch job (rule ``predict_<run>_b<k>``, ``evaluate_<run>_b<k>``, ``ceiling_b<k>``,
     ``qc_b<k>``) is reported under its step's name, with its run and batch as wildcards
-    ``model`` and
-    ``batch`` (read from its log path)."""
+    ``model`` and ``batch`` (read from its log path)."""
     jobs: list[tuple[str, dict[str, str]]] = []
     inside = False
     for line in text.splitlines():
