@@ -7,6 +7,7 @@ workdir is never modified. Runs that must really happen use copies of it.
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -233,3 +234,21 @@ def test_two_runs_from_scratch_are_identical(tiny_run, tmp_path):
     again = make_workdir(tmp_path / "wf")
     run_snakemake(again, "--configfile", TINY)
     assert_same_results(tiny_run, again)
+
+
+def test_a_new_case_with_a_kept_model_reruns_only_its_batch(tiny_run, tmp_path):
+    # the trained model applied as `pretrained` from its own file, then one more case
+    workdir = copy_workdir(tiny_run, tmp_path / "wf")
+    (workdir / "pretrained").mkdir()
+    shutil.copy2(workdir / "results/models/unet/model.keras", workdir / "pretrained/unet.keras")
+    keep = {"pretrained": {"unet": "pretrained/unet.keras"}}
+    run_snakemake(workdir, "--configfile", TINY, write_config(workdir, "keep.yaml", keep))
+    grow = {**keep, "demo": {"n_second_sessions": 3}}
+    jobs = plan(workdir, write_config(workdir, "new_case.yaml", grow))
+    new = [w["case"] for r, w in jobs if r == "preprocess"]
+    assert len(new) == 1, jobs
+    batch = str(batch_of(new[0], BATCHES))
+    for step in ("qc", "ceiling", "predict", "evaluate"):
+        assert [w["batch"] for r, w in jobs if r == step] == [batch], (step, jobs)
+    assert {w["case"] for r, w in jobs if r == "demo_case"} == set(new)
+    assert "train" not in counts(jobs)

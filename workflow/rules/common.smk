@@ -170,4 +170,18 @@ def warn_if_oversubscribed():
         )
 
 
+def warn_if_batches_are_large(per_batch=500):
+    """Warn when batch jobs hold so many cases that planning the DAG slows down (Snakemake's
+    checks of a job's input and output lists grow with the square of their length)."""
+    n = config["predict"]["batches"]
+    if workflow.is_main_process and len(CASES) > per_batch * n:
+        logger.warning(
+            f"predict.batches: {n} puts about {len(CASES) // n} cases in each batch job; "
+            f"planning a run this size takes much longer than it needs to (README, "
+            f"'Performance'). Set predict.batches to about {len(CASES) // 200} "
+            "(200 cases a batch) or to the number of GPUs you have."
+        )
+
+
 warn_if_oversubscribed()
+warn_if_batches_are_large()
