@@ -6,7 +6,11 @@ stored on another grid (1.2 mm RAS, resampled both ways). The model is the defau
 architecture with random weights (the same compute as a trained one); the process start,
 TensorFlow import and model load are printed separately (paid once per prediction job).
 
-Usage: python benchmarks/bench_predict.py [--repeats N] [--threads T]
+With ``--gpu`` the model runs on the first visible GPU (the script stops with a message
+when TensorFlow sees none) and the per-case times are a GPU user's; ``--mixed`` builds the
+model under the ``mixed_float16`` policy, as training with ``mixed_precision: true`` saves it.
+
+Usage: python benchmarks/bench_predict.py [--repeats N] [--threads T] [--gpu [--mixed]]
 """
 
 from __future__ import annotations
@@ -30,12 +34,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gpu", action="store_true", help="run the model on the first GPU")
+    ap.add_argument("--mixed", action="store_true", help="a mixed_float16 model")
     args = ap.parse_args()
+    if not args.gpu:
+        import os
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU figures, even on a GPU machine
 
     t0 = time.perf_counter()
-    from tumorseg.predict import _configure_threads, load_model
+    from tumorseg.predict import configure_threads, load_model
 
-    _configure_threads(args.threads)
+    configure_threads(args.threads)
     import keras  # noqa: F401
     from training_fixtures import model_defaults
 
@@ -43,12 +53,19 @@ def main() -> None:
     from tumorseg.predict import predict_case
 
     t_import = time.perf_counter() - t0
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if args.gpu and not gpus:
+        sys.exit("--gpu: TensorFlow sees no GPU (install tensorflow[and-cuda], check nvidia-smi)")
+    device = gpus[0].name if args.gpu else "CPU"
     settings = model_defaults(ROOT / "workflow/schemas/config.schema.yaml")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_path = tmp / "model.keras"
-        build_model(settings, n_channels=4).save(model_path)
+        policy = "mixed_float16" if args.mixed else None
+        build_model(settings, n_channels=4, dtype_policy=policy).save(model_path)
         t0 = time.perf_counter()
         model = load_model(str(model_path))
         t_load = time.perf_counter() - t0
@@ -72,7 +89,10 @@ def main() -> None:
         paths = write_case(tmp / "data", "ras", grid)
         cases["1.2 mm RAS grid (resampled)"] = ("ras", {m: paths[m] for m in MODS}, paths["seg"])
 
-        print(f"threads={args.threads}, median of {args.repeats} runs per case")
+        print(
+            f"device {device}{' (mixed_float16)' if args.mixed else ''}, "
+            f"threads={args.threads}, median of {args.repeats} runs per case"
+        )
         print(f"once per job: TensorFlow import {t_import:.2f} s, model load {t_load:.2f} s")
         for name, (case, mods, seg) in cases.items():
             _, out = preprocess(case, {**mods, "seg": seg}, tmp / case, threads=args.threads)
