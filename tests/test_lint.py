@@ -91,3 +91,22 @@ def test_long_functions_finds_a_long_function(tmp_path):
     (tmp_path / "m.py").write_text(f"def short():\n    pass\n\n\ndef long():\n{body}")
     found = long_functions(tmp_path)
     assert len(found) == 1 and "long (81 lines)" in found[0]
+
+
+def test_benchmarks_import_only_names_the_package_has():
+    # benchmarks are not run by the tests; their imports of tumorseg (also those inside
+    # functions) must still name what the package defines
+    import importlib
+    import importlib.util
+
+    checked = 0
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tumorseg"):
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}"
+                    found = hasattr(module, alias.name) or importlib.util.find_spec(name)
+                    assert found, f"{script.name} imports {name}, which does not exist"
+                    checked += 1
+    assert checked > 10
