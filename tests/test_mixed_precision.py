@@ -4,18 +4,23 @@ CPU too, slowly), so that a GPU user's first run does not take an untested branc
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from training_fixtures import model_defaults
 
 
-def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path):
+@pytest.mark.parametrize("fused", [False, True])  # a GPU job with and without op determinism
+def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path, fused):
     import keras
 
+    from tumorseg.fused_norm import FusedBatchNormalization
     from tumorseg.predict import load_model, predict_probabilities
-    from tumorseg.train import compiled_model
+    from tumorseg.train import build, compiled_model
 
     keras.utils.set_random_seed(0)
     settings = {**model_defaults(), "depth": 2, "base_filters": 4, "batch_size": 4}
-    model = compiled_model(settings, n_channels=4, size=32, total_steps=4, mixed=True)
+    model = compiled_model(settings, 4, 32, total_steps=4, mixed=True, fused_batch_norm=fused)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(isinstance(n, FusedBatchNormalization) == fused for n in norms)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert convs and all(layer.compute_dtype == "float16" for layer in convs)
@@ -29,10 +34,76 @@ def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path):
 
     out = model(x[:2], training=False)
     assert out.dtype == "float32"  # the softmax stays in float32
+    clean = build(settings, 4, 32, "brats2017")  # the model train_model saves: float32
+    clean.set_weights(model.get_weights())
     path = tmp_path / "mixed.keras"
-    model.save(path)
+    clean.save(path)
     loaded = load_model(str(path))  # safe mode
     probs = predict_probabilities(loaded, x[:3].astype(np.float16), batch_size=2)
     assert probs.dtype == np.float32 and probs.shape == (3, 32, 32, 4)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-3)
-    np.testing.assert_allclose(probs, np.asarray(loaded(x[:3])), atol=1e-6)
+    half = x[:3].astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(probs, np.asarray(loaded(half)), atol=1e-6)
+
+
+class _FakeGPU:
+    name, device_type = "/physical_device:GPU:0", "GPU"
+
+
+def test_configure_tensorflow_sets_memory_growth_on_each_gpu(monkeypatch):
+    import tensorflow as tf
+
+    from tumorseg.train import configure_tensorflow
+
+    grown = []
+    real = tf.config.list_physical_devices
+    monkeypatch.setattr(
+        tf.config,
+        "list_physical_devices",
+        lambda kind=None: [_FakeGPU()] if kind == "GPU" else real(kind),
+    )
+    monkeypatch.setattr(tf.config.experimental, "set_memory_growth", lambda d, on: grown.append(on))
+    assert [g.name for g in configure_tensorflow(2)] == [_FakeGPU.name]
+    assert grown == [True]
+
+
+def test_the_gpu_branch_of_a_training_job_runs_on_cpu(tmp_path, monkeypatch, caplog):
+    """What a first GPU run takes that a CPU run does not: the job sees a GPU (here a
+    stand-in; TensorFlow still places the ops on the CPU), so it trains in mixed precision
+    with Keras's batch normalisation (op determinism on a GPU), and writes a float32 model
+    that loads in safe mode; its log names the device choices and each epoch's rate."""
+    from training_fixtures import write_synthetic_cases
+
+    from tumorseg import train
+    from tumorseg.data import read_slices
+    from tumorseg.epoch_rate import parse_epoch_rates
+    from tumorseg.predict import load_model
+
+    monkeypatch.setattr(train, "configure_tensorflow", lambda threads: [_FakeGPU()])
+    used = []
+    real_compiled = train.compiled_model
+    monkeypatch.setattr(train, "compiled_model", lambda *a: used.append(a) or real_compiled(*a))
+    split = {f"c{i}": "val" if i >= 3 else "train" for i in range(4)}
+    splits = write_synthetic_cases(tmp_path, split, depth=8, size=32, channels=4, seed=3)
+    settings = {**model_defaults(), "depth": 2, "base_filters": 4, "batch_size": 4}
+    settings.update(epochs=2, steps_per_epoch=2, mixed_precision=True)
+    out = tmp_path / "run"
+    caplog.set_level("INFO", logger="tumorseg.train")
+    train.train_model(
+        str(splits), str(tmp_path), settings, str(out / "model.keras"), str(out / "h.csv"),
+        str(out / "curves.png"), str(out / "summary.txt"), str(out / "ckpt"), str(out / "tb"),
+        threads=1,
+    )  # fmt: skip
+    mixed, fused = used[0][4], used[0][6]
+    assert mixed is True and fused is False
+    summary = (out / "summary.txt").read_text()
+    assert "mixed precision: True" in summary and "GPUs: 1" in summary
+    assert "Keras's layer (op determinism on a GPU)" in caplog.text
+    model = load_model(str(out / "model.keras"))
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert not any(type(layer).__module__.startswith("tumorseg") for layer in model.layers)
+    rates = parse_epoch_rates(caplog.text)
+    assert [r["epoch"] for r in rates] == [1, 2]
+    n_val = len(read_slices(tmp_path, ["c3"]))  # the validation case's slices with brain
+    assert all(r["train_n"] == 8 and r["val_n"] == n_val for r in rates)
+    assert all(r["train_rate"] > 0 and r["cores"] > 0 and r["unit"] == "slices" for r in rates)

@@ -17,6 +17,7 @@ import keras
 from keras import layers
 
 from .errors import InputError
+from .fused_norm import FusedBatchNormalization
 
 
 class _Seeds:
@@ -47,8 +48,9 @@ _LAYERS = {
 }
 
 
-def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2, nd=2):
+def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2, nd=2, norm=None):
     bn = bool(settings["batch_norm"])
+    norm = norm or layers.BatchNormalization
     for i in range(n_convs):
         x = _LAYERS[nd]["conv"](
             filters,
@@ -61,12 +63,12 @@ def _conv_block(x, filters, settings, seeds, dtype, name, dilation=1, n_convs=2,
             name=f"{name}_conv{i + 1}",
         )(x)
         if bn:
-            x = layers.BatchNormalization(dtype=dtype, name=f"{name}_bn{i + 1}")(x)
+            x = norm(dtype=dtype, name=f"{name}_bn{i + 1}")(x)
         x = layers.Activation("relu", dtype=dtype, name=f"{name}_relu{i + 1}")(x)
     return x
 
 
-def _unet(inputs, settings, n_classes, seeds, dtype, nd=2):
+def _unet(inputs, settings, n_classes, seeds, dtype, nd=2, norm=None):
     """The U-Net of ``settings``, 2D (slices) or 3D (``nd`` 3: patches); the same layer
     names and seed order in both."""
     depth = int(settings["depth"])
@@ -75,10 +77,10 @@ def _unet(inputs, settings, n_classes, seeds, dtype, nd=2):
     x = inputs
     skips = []
     for level in range(depth):
-        x = _conv_block(x, base * 2**level, settings, seeds, dtype, f"enc{level}", nd=nd)
+        x = _conv_block(x, base * 2**level, settings, seeds, dtype, f"enc{level}", nd=nd, norm=norm)
         skips.append(x)
         x = kinds["pool"](2, dtype=dtype, name=f"enc{level}_pool")(x)
-    x = _conv_block(x, base * 2**depth, settings, seeds, dtype, "bottleneck", nd=nd)
+    x = _conv_block(x, base * 2**depth, settings, seeds, dtype, "bottleneck", nd=nd, norm=norm)
     if settings["dropout"] > 0:
         x = layers.Dropout(
             float(settings["dropout"]), seed=seeds(), dtype=dtype, name="bottleneck_dropout"
@@ -106,11 +108,11 @@ def _unet(inputs, settings, n_classes, seeds, dtype, nd=2):
                 name=f"dec{level}_upconv",
             )(x)
         x = layers.Concatenate(dtype=dtype, name=f"dec{level}_concat")([skips[level], x])
-        x = _conv_block(x, filters, settings, seeds, dtype, f"dec{level}", nd=nd)
+        x = _conv_block(x, filters, settings, seeds, dtype, f"dec{level}", nd=nd, norm=norm)
     return x
 
 
-def _cnn(inputs, settings, seeds, dtype):
+def _cnn(inputs, settings, seeds, dtype, norm=None):
     kernels = [int(k) for k in settings["kernels"]]
     rates = [int(r) for r in settings["dilation_rates"]]
     if len(rates) == 1:
@@ -122,7 +124,9 @@ def _cnn(inputs, settings, seeds, dtype):
         )
     x = inputs
     for i, (filters, rate) in enumerate(zip(kernels, rates, strict=True)):
-        x = _conv_block(x, filters, settings, seeds, dtype, f"layer{i}", dilation=rate, n_convs=1)
+        x = _conv_block(
+            x, filters, settings, seeds, dtype, f"layer{i}", dilation=rate, n_convs=1, norm=norm
+        )
         if settings["dropout"] > 0:
             x = layers.Dropout(
                 float(settings["dropout"]), seed=seeds(), dtype=dtype, name=f"layer{i}_dropout"
@@ -158,6 +162,7 @@ def build_model(
     input_size: int | None = None,
     dtype_policy: str | None = None,
     output: str = "softmax",
+    fused_batch_norm: bool = False,
 ) -> keras.Model:
     """Build the model described by ``settings`` (one entry of config ``models``).
 
@@ -166,7 +171,10 @@ def build_model(
     ``"mixed_float16"``) applies to every layer but the final activation, which always
     computes in float32. ``output``: ``softmax`` (class
     probabilities, segmentation) or ``linear`` (``n_classes`` regression channels, image
-    translation). The model is not compiled.
+    translation). ``fused_batch_norm``: batch normalisation by
+    :class:`tumorseg.fused_norm.FusedBatchNormalization` (for the model that is trained on
+    the CPU; the same weights as Keras's layer, which the saved model has). The model is
+    not compiled.
     """
     if output not in ("softmax", "linear"):
         raise InputError(f"unknown model output {output!r}; choose softmax or linear")
@@ -174,11 +182,12 @@ def build_model(
     shape, nd = _input_shape(settings, input_size, n_channels)
     dtype = dtype_policy  # None: the global policy (float32 unless changed)
     seeds = _Seeds(settings["seed"])
+    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
     inputs = keras.Input(shape=shape, name="image")
     if arch in ("unet", "unet3d"):
-        x = _unet(inputs, settings, n_classes, seeds, dtype, nd=nd)
+        x = _unet(inputs, settings, n_classes, seeds, dtype, nd=nd, norm=norm)
     elif arch == "cnn":
-        x = _cnn(inputs, settings, seeds, dtype)
+        x = _cnn(inputs, settings, seeds, dtype, norm=norm)
     else:
         raise InputError(f"unknown model architecture {arch!r}; choose unet, cnn or unet3d")
     x = _LAYERS[nd]["conv"](

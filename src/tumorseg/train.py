@@ -302,17 +302,25 @@ def _summary_text(model, settings, facts: dict) -> str:
 
 
 def compiled_model(
-    settings: dict, n_channels: int, size: int, total_steps: int, mixed: bool, labels="brats2017"
+    settings: dict,
+    n_channels: int,
+    size: int,
+    total_steps: int,
+    mixed: bool,
+    labels="brats2017",
+    fused_batch_norm: bool = True,
 ):
     """The model of ``settings`` with one output per class of ``labels``, compiled with its
     loss, optimizer, schedule and per-region Dice metrics; ``labels`` None: image
-    translation (one linear output, a regression loss, validation MAE and SSIM)."""
+    translation (one linear output, a regression loss, validation MAE and SSIM).
+    ``fused_batch_norm``: train with :class:`tumorseg.fused_norm.FusedBatchNormalization`
+    (:func:`tumorseg.fused_norm.use_fused` says when)."""
     import keras
 
     from . import losses
 
     policy = "mixed_float16" if mixed else None
-    model = build(settings, n_channels, size, labels, policy)
+    model = build(settings, n_channels, size, labels, policy, fused_batch_norm)
     optimizer = losses.get_optimizer(settings, total_steps)
     if mixed:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -324,16 +332,18 @@ def compiled_model(
     return model
 
 
-def build(settings: dict, n_channels: int, size: int, labels, policy=None):
+def build(settings: dict, n_channels: int, size: int, labels, policy=None, fused_batch_norm=False):
     """The uncompiled model: softmax over the label map's classes, or (``labels`` None)
-    one linear output channel."""
+    one linear output channel; ``fused_batch_norm`` for the model that is trained (the
+    saved one is built without)."""
     from . import models
     from .labels import as_label_map
 
-    if labels is None:
-        return models.build_model(settings, n_channels, 1, size, policy, output="linear")
-    n_classes = as_label_map(labels).n_classes
-    return models.build_model(settings, n_channels, n_classes, input_size=size, dtype_policy=policy)
+    n_classes = 1 if labels is None else as_label_map(labels).n_classes
+    output = "linear" if labels is None else "softmax"
+    return models.build_model(
+        settings, n_channels, n_classes, size, policy, output, fused_batch_norm
+    )
 
 
 @dataclass
@@ -494,9 +504,20 @@ def _datasets(d: TrainingData, settings: dict, start_epoch: int, threads: int):
     return train, data.make_val_dataset(d.val_reader, d.val_slices, batch, threads)
 
 
+def _val_samples(d: TrainingData) -> tuple[int, str]:
+    """The validation samples of an epoch and their unit (slices, or 3D tiles)."""
+    if d.sampler is None:
+        return len(d.val_slices), "slices"
+    from .patches import validation_index
+
+    return len(validation_index(d.val_reader)[0]), "patches"
+
+
 def _fit(model, clean_model, d: TrainingData, settings, run: dict, threads: int) -> dict:
     """Train from ``run["state"]`` to the last epoch; returns the final state."""
     import keras
+
+    from .epoch_rate import rate_callback
 
     checkpoints, state, history_rows = run["checkpoints"], run["state"], run["history"]
     train_ds, val_ds = _datasets(d, settings, int(state["epoch"]), threads)
@@ -512,13 +533,14 @@ def _fit(model, clean_model, d: TrainingData, settings, run: dict, threads: int)
         run["t0"],
         run["metrics"],
     )
+    rate = rate_callback(keras, d.steps * int(settings["batch_size"]), *_val_samples(d))
     model.fit(
         train_ds,
         epochs=d.epochs,
         initial_epoch=int(state["epoch"]),
         steps_per_epoch=d.steps,
         validation_data=val_ds,
-        callbacks=[callback],
+        callbacks=[callback, rate],  # the rate last: its epoch time holds the checkpoint
         shuffle=False,
         verbose=0,
     )
@@ -606,6 +628,7 @@ def train_model(
     checkpoint is there. ``out_scale`` (translation): a JSON of the training cases' mean
     in-brain target statistics, the scale of :func:`write_target_scale`.
     """
+    from .fused_norm import use_fused
     from .labels import as_label_map
 
     t0 = time.perf_counter()
@@ -622,7 +645,13 @@ def train_model(
     mixed = bool(settings.get("mixed_precision")) and bool(gpus)
     if settings.get("mixed_precision") and not gpus:
         log.info("mixed precision asked for, but no GPU is visible: training in float32")
-    model = compiled_model(settings, d.n_channels, d.size, d.epochs * d.steps, mixed, labels)
+    fused = use_fused(len(gpus), deterministic)
+    log.info(
+        "batch normalisation in training: %s",
+        "TensorFlow's fused kernel" if fused else "Keras's layer (op determinism on a GPU)",
+    )
+    total_steps = d.epochs * d.steps
+    model = compiled_model(settings, d.n_channels, d.size, total_steps, mixed, labels, fused)
     clean_model = build(settings, d.n_channels, d.size, labels)
     state, history = _resume(model, checkpoints, tensorboard_dir, d.epochs)
     run = {
