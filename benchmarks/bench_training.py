@@ -77,6 +77,11 @@ def parse_args():
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--mixed", action="store_true", help="mixed precision (GPU only)")
     parser.add_argument(
+        "--keras-batch-norm",
+        action="store_true",
+        help="train with Keras's own batch normalisation instead of the fused kernel",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="model setting"
     )
     args = parser.parse_args()
@@ -215,8 +220,10 @@ def cached_datasets(real_datasets, n_classes: int):
     return datasets
 
 
-def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bool):
-    """One run of the training job (``train_model``); its rate lines and summary.txt."""
+def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bool, fused=True):
+    """One run of the training job (``train_model``); its rate lines and summary.txt.
+    ``fused`` False: with Keras's batch normalisation, as the job on a GPU with op
+    determinism (for comparison)."""
     from tumorseg import train
     from tumorseg.epoch_rate import parse_epoch_rates
 
@@ -233,7 +240,11 @@ def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bo
     logger.setLevel(logging.INFO)
     swap = mock.patch.object(train, "_datasets", cached_datasets(train._datasets, 4))
     try:
-        with swap if cached else contextlib.nullcontext():
+        keras_norm = mock.patch("tumorseg.fused_norm.use_fused", lambda gpus, det: False)
+        with (
+            swap if cached else contextlib.nullcontext(),
+            contextlib.nullcontext() if fused else keras_norm,
+        ):
             train.train_model(
                 str(splits), str(splits.parent), settings, **outputs,
                 checkpoint_dir=str(out / "checkpoints"), tensorboard_dir=str(out / "tb"),
@@ -277,7 +288,9 @@ def measure(args, splits: Path, settings: dict) -> dict:
         for kind in ("pipeline", "cached"):
             results["matmul"].append(reference_gflops(args))
             t = time.perf_counter()
-            rates, summary = run_job(work, splits, settings, args.threads, kind == "cached")
+            rates, summary = run_job(
+                work, splits, settings, args.threads, kind == "cached", not args.keras_batch_norm
+            )
             results[kind] += rates[1:]
             results["summary"] = results["summary"] or summary.read_text()
             print(
@@ -311,7 +324,9 @@ def report(args, settings, results: dict) -> dict:
     print(
         f"\nmodel: {settings['architecture']} depth {settings['depth']} base_filters "
         f"{settings['base_filters']}, batch {settings['batch_size']}, {args.threads} threads, "
-        f"{args.device}{' mixed precision' if args.mixed else ''}; {n} epochs of each kind timed"
+        f"{args.device}{' mixed precision' if args.mixed else ''}, "
+        f"{'Keras' if args.keras_batch_norm else 'fused'} batch normalisation; "
+        f"{n} epochs of each kind timed"
     )
     print(f"{ref}: {m_best:.1f} GFLOP/s best, {m_med:.1f} median (before each run)")
     print("training job, slices/s (median / best of the epochs):")
@@ -326,6 +341,10 @@ def report(args, settings, results: dict) -> dict:
     print(
         f"ratio pipeline / cached: {a_med / b_med:.3f} median, {a_best / b_best:.3f} best "
         "(target >= 0.9)"
+    )
+    print(
+        f"CPU time per slice (all threads): {cores / a_med * 1000:.1f} ms pipeline, "
+        f"{cores_b / b_med * 1000:.1f} ms cached (less sensitive to other load than the rates)"
     )
     print(
         f"forward FLOPs per slice: {flops / 1e9:.3f} GFLOP (the job's summary.txt); "

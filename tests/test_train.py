@@ -221,3 +221,22 @@ def test_early_stopping_ends_a_run_that_no_longer_improves(dataset, tmp_path, ca
     assert "early stopping" in caplog.text
     assert "epochs trained: 3 of 5 (early stop)" in (tmp_path / "summary.txt").read_text()
     assert "best epoch (mean val Dice WT/TC/ET): 1 " in (tmp_path / "summary.txt").read_text()
+
+
+def test_epoch_rate_lines_parse_back_and_a_resumed_epoch_counts_once():
+    from tumorseg.epoch_rate import parse_epoch_rates
+
+    line = (
+        "2026-12-03 16:39:48,255 INFO tumorseg.train: epoch {e} rate: training {r} slices/s "
+        "(912 in 17.900 s, 1.81 CPU cores); validation 138.10 slices/s (205 in 1.484 s); "
+        "epoch 19.500 s with the checkpoint\n"
+    )
+    text = line.format(e=1, r="10.00") + line.format(e=2, r="50.95") + line.format(e=1, r="51.00")
+    rates = parse_epoch_rates(text + "epoch 3/12: 21.2 s; loss 0.4114\n")
+    assert [r["epoch"] for r in rates] == [1, 2]
+    assert rates[0]["train_rate"] == 51.0  # the resumed job's line for epoch 1
+    assert rates[1] == {
+        "epoch": 2, "train_rate": 50.95, "unit": "slices", "train_n": 912.0,
+        "train_s": 17.9, "cores": 1.81, "val_rate": 138.1, "val_n": 205.0, "val_s": 1.484,
+        "epoch_s": 19.5,
+    }  # fmt: skip
