@@ -172,3 +172,27 @@ def test_every_step_script_redirects_before_heavy_imports(script):
     )
     early = [m for node in body[: calls[0]] for m in _imported(node)]
     assert set(early) <= LIGHT, f"{script.name} imports {set(early) - LIGHT} before redirect"
+
+
+def test_step_scripts_import_the_package_of_their_own_checkout():
+    """Snakemake passes a script's folder as ``<checkout>/workflow/rules/../scripts``; each
+    script must put ``<checkout>/src`` first on ``sys.path`` (pathlib's ``parents`` does not
+    resolve ``..``), or a run imports whichever ``tumorseg`` the environment holds, and
+    reruns would follow the code of one checkout while another one's runs."""
+    from types import SimpleNamespace
+
+    root = Path(__file__).resolve().parents[1]
+    fake = SimpleNamespace(scriptdir=str(root / "workflow" / "rules" / ".." / "scripts"))
+    scripts = sorted((root / "workflow" / "scripts").glob("*.py"))
+    assert len(scripts) >= 10
+    for script in scripts:
+        inserts = [
+            node
+            for node in ast.walk(ast.parse(script.read_text()))
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "sys.path.insert"
+        ]
+        assert len(inserts) == 1, script.name
+        where = eval(  # noqa: S307 (the script's own expression, on a stand-in object)
+            ast.unparse(inserts[0].args[1]), {"Path": Path, "str": str, "snakemake": fake}
+        )
+        assert Path(where) == root / "src", script.name

@@ -1,9 +1,11 @@
 """Segmentation models: a 2D U-Net and a plain (dilated) convolutional baseline.
 
 Both map a slice of shape (size, size, channels) to per-pixel class probabilities
-(softmax over the classes, float32 even under mixed precision). Only built-in Keras layers
-are used, so a saved model loads with
-``keras.models.load_model(path, compile=False, safe_mode=True)`` without this package.
+(softmax over the classes, float32 even under mixed precision). The model that is saved
+has only built-in Keras layers, so it loads with
+``keras.models.load_model(path, compile=False, safe_mode=True)`` without this package; the
+one that is trained may have :class:`tumorseg.fused_norm.FusedBatchNormalization` instead
+of Keras's (``fused_batch_norm``), with the same weights.
 Every random initialiser and dropout layer gets its own seed derived from
 ``settings["seed"]``: the same settings build the same weights.
 """
