@@ -601,6 +601,22 @@ def _start_tensorflow(threads: int, seed: int, deterministic: bool) -> list:
     return gpus
 
 
+def _precision(settings: dict, gpus: list, deterministic: bool) -> tuple[bool, bool]:
+    """Mixed precision (asked for, and a GPU visible) and fused batch normalisation
+    (:func:`tumorseg.fused_norm.use_fused`) of a training job; both logged."""
+    from .fused_norm import use_fused
+
+    mixed = bool(settings.get("mixed_precision")) and bool(gpus)
+    if settings.get("mixed_precision") and not gpus:
+        log.info("mixed precision asked for, but no GPU is visible: training in float32")
+    fused = use_fused(len(gpus), deterministic)
+    log.info(
+        "batch normalisation in training: %s",
+        "TensorFlow's fused kernel" if fused else "Keras's layer (op determinism on a GPU)",
+    )
+    return mixed, fused
+
+
 def train_model(
     splits_path: str,
     preprocessed_dir: str,
@@ -628,7 +644,6 @@ def train_model(
     checkpoint is there. ``out_scale`` (translation): a JSON of the training cases' mean
     in-brain target statistics, the scale of :func:`write_target_scale`.
     """
-    from .fused_norm import use_fused
     from .labels import as_label_map
 
     t0 = time.perf_counter()
@@ -642,14 +657,7 @@ def train_model(
     checkpoints = Checkpoints(checkpoint_dir)
     checkpoints.prepare(_run_fingerprint(settings, d, fold, labels))
 
-    mixed = bool(settings.get("mixed_precision")) and bool(gpus)
-    if settings.get("mixed_precision") and not gpus:
-        log.info("mixed precision asked for, but no GPU is visible: training in float32")
-    fused = use_fused(len(gpus), deterministic)
-    log.info(
-        "batch normalisation in training: %s",
-        "TensorFlow's fused kernel" if fused else "Keras's layer (op determinism on a GPU)",
-    )
+    mixed, fused = _precision(settings, gpus, deterministic)
     total_steps = d.epochs * d.steps
     model = compiled_model(settings, d.n_channels, d.size, total_steps, mixed, labels, fused)
     clean_model = build(settings, d.n_channels, d.size, labels)
