@@ -12,8 +12,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 from synth import preprocess, write_case
+from training_fixtures import save_tiny_unet
 
-from tumorseg.batches import BatchError, assign_batches, batch_of, batch_runtime, run_batch
+from tumorseg.batches import (
+    BatchError,
+    assign_batches,
+    batch_of,
+    batch_runtime,
+    case_log_paths,
+    for_each_case,
+    run_batch,
+)
 from tumorseg.errors import InputError
 
 log = logging.getLogger("tumorseg")
@@ -126,6 +135,28 @@ def test_failed_cases_are_all_reported_and_the_others_still_done(tmp_path):
     assert isinstance(err.value, InputError)  # run_step reports it in one line
 
 
+def test_for_each_case_passes_each_dict_and_the_common_arguments(tmp_path):
+    calls = []
+
+    def step(case, image, labels):
+        if image is None:
+            raise InputError("no image", case)
+        calls.append((case, image, labels))
+        log.info("scored %s", case)
+
+    cases = [{"case": "p1", "image": "p1.nii"}, {"case": "p2", "image": None}]
+    paths = [str(tmp_path / "p1.log"), str(tmp_path / "p2.log")]
+    logs = case_log_paths(cases, paths)
+    assert logs == {"p1": paths[0], "p2": paths[1]}
+    with pytest.raises(BatchError, match="1 of 2 cases failed: case p2: no image"):
+        for_each_case(cases, step, logs, labels="brats2017")
+    assert calls == [("p1", "p1.nii", "brats2017")]
+    assert "scored p1" in (tmp_path / "p1.log").read_text()
+    assert "no image" in (tmp_path / "p2.log").read_text()
+    with pytest.raises(ValueError):  # a rule that lists fewer logs than cases
+        case_log_paths(cases, paths[:1])
+
+
 RAS = {
     "size": (100, 90, 60),
     "spacing": (2.0, 2.0, 2.5),
@@ -143,24 +174,7 @@ def three_cases(tmp_path_factory):
         paths = write_case(tmp / "data", case, grid)
         _, out = preprocess(case, paths, tmp / case)
         cases.append((case, paths, out))
-    import keras
-
-    from tumorseg.models import build_model
-
-    keras.utils.set_random_seed(0)
-    settings = {
-        "architecture": "unet",
-        "depth": 1,
-        "base_filters": 2,
-        "batch_norm": False,
-        "dropout": 0.0,
-        "upsampling": "upsample",
-        "kernel_size": 3,
-        "seed": 0,
-    }
-    model_path = tmp / "model.keras"
-    build_model(settings, n_channels=4).save(model_path)
-    return tmp, cases, str(model_path)
+    return tmp, cases, save_tiny_unet(tmp / "model.keras")
 
 
 @pytest.mark.parametrize("threads", [1, 2])

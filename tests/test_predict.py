@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from synth import preprocess, write_case
+from training_fixtures import save_tiny_unet
 
 from tumorseg import geometry as geo
 from tumorseg.errors import InputError
@@ -24,24 +25,7 @@ def case(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("predict")
     paths = write_case(tmp, "p1", RAS)
     _, out = preprocess("p1", paths, tmp)
-    import keras
-
-    from tumorseg.models import build_model
-
-    keras.utils.set_random_seed(0)
-    settings = {
-        "architecture": "unet",
-        "depth": 1,
-        "base_filters": 2,
-        "batch_norm": False,
-        "dropout": 0.0,
-        "upsampling": "upsample",
-        "kernel_size": 3,
-        "seed": 0,
-    }
-    model_path = tmp / "model.keras"
-    build_model(settings, n_channels=4).save(model_path)
-    return tmp, paths, out, str(model_path)
+    return tmp, paths, out, save_tiny_unet(tmp / "model.keras")
 
 
 def test_prediction_and_probabilities_on_the_native_grid(case):

@@ -92,3 +92,28 @@ def write_synthetic_cases(
     splits = folder / "splits.tsv"
     pd.DataFrame(rows).to_csv(splits, sep="\t", index=False)
     return splits
+
+
+#: the smallest U-Net the prediction tests load: one level, two filters, no batch norm
+TINY_UNET = {
+    "architecture": "unet",
+    "depth": 1,
+    "base_filters": 2,
+    "batch_norm": False,
+    "dropout": 0.0,
+    "upsampling": "upsample",
+    "kernel_size": 3,
+    "seed": 0,
+}
+
+
+def save_tiny_unet(path: str | Path, n_channels: int = 4) -> str:
+    """Save an untrained :data:`TINY_UNET` (seeded, so the same weights every time) as a
+    ``.keras`` file; returns its path."""
+    import keras
+
+    from tumorseg.models import build_model
+
+    keras.utils.set_random_seed(0)
+    build_model(dict(TINY_UNET), n_channels=n_channels).save(path)
+    return str(path)

@@ -162,6 +162,24 @@ def run_batch(
         raise BatchError(failures, len(cases))
 
 
+def for_each_case(
+    cases: Sequence[dict], func: Callable, case_logs: dict[str, str] | None = None, **common
+) -> None:
+    """``func(**case, **common)`` for each case dict of a batch (its ID under ``"case"``),
+    one after another, as :func:`run_batch` runs them (per-case logs, failures listed at
+    the end)."""
+    by_id = {c["case"]: c for c in cases}
+    run_batch(
+        list(by_id), lambda case: func(**by_id[case], **common), case_logs=case_logs, overlap=False
+    )
+
+
+def case_log_paths(cases: Sequence[dict], paths: Sequence[str]) -> dict[str, str]:
+    """The per-case logs of a batch job: case ID -> its log path (``paths`` in the order of
+    ``cases``, as the batch rules list them)."""
+    return dict(zip([c["case"] for c in cases], paths, strict=True))
+
+
 def _finish(logs: CaseLogs, pending: tuple[str, Future], failures: dict[str, str]) -> None:
     case, job = pending
     ok, result = job.result()

@@ -328,12 +328,6 @@ def evaluate_case(
 
 def evaluate_batch(cases: list[dict], labels, slice_metrics=False, case_logs=None) -> None:
     """:func:`evaluate_case` for a batch of cases (dicts of its arguments) in one process."""
-    from .batches import run_batch
+    from .batches import for_each_case
 
-    by_id = {c["case"]: c for c in cases}
-    run_batch(
-        list(by_id),
-        lambda case: evaluate_case(labels=labels, slice_metrics=slice_metrics, **by_id[case]),
-        case_logs=case_logs,
-        overlap=False,
-    )
+    for_each_case(cases, evaluate_case, case_logs, labels=labels, slice_metrics=slice_metrics)

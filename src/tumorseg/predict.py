@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +16,7 @@ import SimpleITK as sitk
 from . import geometry as geo
 from . import slices
 from .atomic import atomic_path
-from .batches import run_batch
+from .batches import for_each_case, run_batch
 from .errors import InputError
 from .geometry import load_geometry
 from .labels import as_label_map
@@ -233,41 +234,56 @@ def predict_batch(
     optionally ``out_probs``. The model runs on the next case while the previous one goes
     back to native space in a second thread (``overlap``, see :func:`split_threads`); the
     outputs are the same as :func:`predict_case`'s, case by case."""
+
+    def forward(model, c):
+        return forward_case(
+            c["case"], model, c["image_npy"], c["geometry_json"], c["reference"], batch_size,
+            windows,
+        )  # fmt: skip
+
+    def write(c, result):
+        write_case_prediction(
+            c["case"], result, c["reference"], labels, c["out_seg"], c.get("out_probs")
+        )
+
+    model_batch(cases, model_path, forward, write, threads, case_logs, overlap, "predicting")
+
+
+def model_batch(
+    cases: list[dict],
+    model_path: str,
+    forward: Callable,
+    write: Callable,
+    threads: int,
+    case_logs: dict[str, str] | None,
+    overlap: bool | None,
+    verb: str,
+) -> None:
+    """A batch of cases through one model loaded once: ``forward(model, case_dict)`` on
+    this thread, ``write(case_dict, result)`` in a second one overlapping the next case's
+    forward pass (``overlap``, threads split by :func:`split_threads`)."""
     overlap, tf_threads, itk_threads = split_threads(threads, overlap)
     configure_threads(tf_threads, itk_threads)
     model = load_model(model_path)
     by_id = {c["case"]: c for c in cases}
-
-    def first(case):
-        c = by_id[case]
-        return forward_case(
-            case, model, c["image_npy"], c["geometry_json"], c["reference"], batch_size, windows
-        )
-
-    def second(case, forward):
-        c = by_id[case]
-        write_case_prediction(
-            case, forward, c["reference"], labels, c["out_seg"], c.get("out_probs")
-        )
-
     log.info(
-        "predicting %d cases with %s: %d threads (TensorFlow %d, way back %d, %s)",
-        len(cases), model_path, threads, tf_threads, itk_threads,
+        "%s %d cases with %s: %d threads (TensorFlow %d, way back %d, %s)",
+        verb, len(cases), model_path, threads, tf_threads, itk_threads,
         "overlapped" if overlap else "one after another",
     )  # fmt: skip
-    run_batch(list(by_id), first, second, case_logs, overlap)
+    run_batch(
+        list(by_id),
+        lambda case: forward(model, by_id[case]),
+        lambda case, result: write(by_id[case], result),
+        case_logs,
+        overlap,
+    )
 
 
 def ceiling_batch(cases: list[dict], labels, threads: int = 1, case_logs=None) -> None:
     """:func:`ceiling_case` for a batch of cases (dicts of its arguments) in one process."""
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
-    by_id = {c["case"]: c for c in cases}
-    run_batch(
-        list(by_id),
-        lambda case: ceiling_case(labels=labels, **by_id[case]),
-        case_logs=case_logs,
-        overlap=False,
-    )
+    for_each_case(cases, ceiling_case, case_logs, labels=labels)
 
 
 def ceiling_case(
@@ -404,35 +420,19 @@ def predict_translation_batch(
     """:func:`predict_translation_case` for a batch of cases (dicts with ``case``,
     ``image_npy``, ``geometry_json``, ``inputs``, ``out_path`` and optionally
     ``mask_path``), the model loaded once and the way back overlapping the next case."""
-    overlap, tf_threads, itk_threads = split_threads(threads, overlap)
-    configure_threads(tf_threads, itk_threads)
-    model = load_model(model_path)
-    by_id = {c["case"]: c for c in cases}
 
-    def first(case):
-        c = by_id[case]
+    def forward(model, c):
         return forward_translation_case(
-            case, model, c["image_npy"], c["geometry_json"], c["inputs"], batch_size
+            c["case"], model, c["image_npy"], c["geometry_json"], c["inputs"], batch_size
         )
 
-    def second(case, forward):
-        c = by_id[case]
+    def write(c, result):
         write_translation(
-            case,
-            forward,
-            c["inputs"],
-            c["out_path"],
-            c.get("mask_path"),
-            brain_threshold,
-            scale_json,
-        )
+            c["case"], result, c["inputs"], c["out_path"], c.get("mask_path"),
+            brain_threshold, scale_json,
+        )  # fmt: skip
 
-    log.info(
-        "synthesising %d cases with %s: %d threads (TensorFlow %d, way back %d, %s)",
-        len(cases), model_path, threads, tf_threads, itk_threads,
-        "overlapped" if overlap else "one after another",
-    )  # fmt: skip
-    run_batch(list(by_id), first, second, case_logs, overlap)
+    model_batch(cases, model_path, forward, write, threads, case_logs, overlap, "synthesising")
 
 
 def translation_ceiling_case(
@@ -459,10 +459,4 @@ def translation_ceiling_batch(
 ) -> None:
     """:func:`translation_ceiling_case` for a batch of cases in one process."""
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
-    by_id = {c["case"]: c for c in cases}
-    run_batch(
-        list(by_id),
-        lambda case: translation_ceiling_case(brain_threshold=brain_threshold, **by_id[case]),
-        case_logs=case_logs,
-        overlap=False,
-    )
+    for_each_case(cases, translation_ceiling_case, case_logs, brain_threshold=brain_threshold)

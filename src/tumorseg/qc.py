@@ -29,12 +29,6 @@ def qc_picture(image_npy: str, label_npy: str, geometry_json: str, out_png: str)
 
 def qc_batch(cases: list[dict], case_logs: dict[str, str] | None = None) -> None:
     """:func:`qc_picture` for a batch of cases (dicts of its arguments) in one process."""
-    from .batches import run_batch
+    from .batches import for_each_case
 
-    by_id = {c["case"]: c for c in cases}
-
-    def one(case):
-        c = {k: v for k, v in by_id[case].items() if k != "case"}
-        qc_picture(**c)
-
-    run_batch(list(by_id), one, case_logs=case_logs, overlap=False)
+    for_each_case(cases, lambda case, **paths: qc_picture(**paths), case_logs)

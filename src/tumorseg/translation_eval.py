@@ -328,13 +328,9 @@ def evaluate_translation_batch(
     cases: list[dict], brain_mask: str = "auto", brain_threshold: float = 0.01, case_logs=None
 ) -> None:
     """:func:`evaluate_translation_case` for a batch of cases in one process."""
-    from .batches import run_batch
+    from .batches import for_each_case
 
-    by_id = {c["case"]: c for c in cases}
-
-    def one(case):
-        evaluate_translation_case(
-            brain_mask=brain_mask, brain_threshold=brain_threshold, **by_id[case]
-        )
-
-    run_batch(list(by_id), one, case_logs=case_logs, overlap=False)
+    for_each_case(
+        cases, evaluate_translation_case, case_logs, brain_mask=brain_mask,
+        brain_threshold=brain_threshold,
+    )  # fmt: skip

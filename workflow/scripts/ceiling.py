@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.batches import case_log_paths
 from tumorseg.predict import ceiling_batch
 
 cases = snakemake.params.cases
@@ -17,5 +18,5 @@ run_step(
     cases=cases,
     labels=snakemake.params.labels,
     threads=snakemake.threads,
-    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
+    case_logs=case_log_paths(cases, snakemake.log.cases),
 )

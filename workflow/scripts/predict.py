@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.batches import case_log_paths
 from tumorseg.predict import predict_batch
 
 cases = snakemake.params.cases
@@ -19,5 +20,5 @@ run_step(
     batch_size=snakemake.params.batch_size,
     windows=snakemake.params.windows,
     threads=snakemake.threads,
-    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
+    case_logs=case_log_paths(cases, snakemake.log.cases),
 )

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
+from tumorseg.batches import case_log_paths
 from tumorseg.predict import predict_translation_batch
 
 cases = snakemake.params.cases
@@ -19,5 +20,5 @@ run_step(
     brain_threshold=snakemake.params.brain_threshold,
     scale_json=snakemake.input.get("scale"),
     threads=snakemake.threads,
-    case_logs=dict(zip([c["case"] for c in cases], snakemake.log.cases, strict=True)),
+    case_logs=case_log_paths(cases, snakemake.log.cases),
 )
