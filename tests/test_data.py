@@ -172,6 +172,22 @@ def test_augmented_train_dataset_is_seeded(cases):
         assert not np.array_equal(a[0], c[0])
 
 
+def test_datasets_run_deterministic_on_their_own_threads_without_autotuning(cases):
+    root, splits = cases
+    train, val = data.read_split(splits)
+    reader = data.SliceReader(root, train)
+    slices = data.read_slices(root, train)
+    made = [
+        data.make_train_dataset(reader, slices, train_settings(), 3, 1, threads=3),
+        data.make_val_dataset(reader, slices, 4, threads=3),
+    ]
+    for ds in made:
+        options = ds.options()
+        assert options.deterministic is True
+        assert options.threading.private_threadpool_size == 3
+        assert options.autotune.enabled is False
+
+
 def test_val_dataset_reads_every_slice_in_order(cases):
     root, splits = cases
     _, val = data.read_split(splits)

@@ -289,6 +289,20 @@ def test_train_dataset_streams_the_drawn_patches(volumes):
         assert not np.array_equal(a[0], plain[0])
 
 
+def test_patch_datasets_take_the_slice_datasets_options(volumes):
+    reader = PatchReader(volumes, ["a", "b"], 4, (8, 8, 4))
+    sampler = PatchSampler(reader, (8, 8, 4), seed=1)
+    made = [
+        patches.make_patch_train_dataset(reader, sampler, settings(), 2, 1, threads=3),
+        patches.make_patch_val_dataset(reader, batch_size=5, threads=3),
+    ]
+    for ds in made:
+        options = ds.options()
+        assert options.deterministic is True
+        assert options.threading.private_threadpool_size == 3
+        assert options.autotune.enabled is False
+
+
 def test_val_dataset_reads_every_tile_in_order(volumes):
     reader = PatchReader(volumes, ["a", "b"], 4, (8, 8, 4))
     batches = list(patches.make_patch_val_dataset(reader, batch_size=5).as_numpy_iterator())

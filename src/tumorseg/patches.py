@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import dataset_options
 from .errors import InputError
 
 #: Kinds of draw reported by :meth:`PatchSampler.draw_detailed`.
@@ -323,15 +324,6 @@ def random_affine_3d(images, labels, augment: dict, seed):
     return tf.ensure_shape(out_images, images.shape), tf.ensure_shape(out_labels, labels.shape)
 
 
-def _options(threads: int):
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.deterministic = True
-    options.threading.private_threadpool_size = max(1, int(threads))
-    return options
-
-
 def _read_fn(reader: PatchReader, standardise: bool):
     """``reader.read``, followed by :func:`standardise_patches` when asked."""
 
@@ -399,7 +391,7 @@ def make_patch_train_dataset(
     )
     ds = ds.map(load, num_parallel_calls=max(1, threads))
     ds = ds.map(transform, num_parallel_calls=max(1, threads))
-    return ds.prefetch(2).with_options(_options(threads))
+    return ds.prefetch(2).with_options(dataset_options(threads))
 
 
 def validation_tiles(shape_zyx, patch_xyz) -> np.ndarray:
@@ -451,4 +443,4 @@ def make_patch_val_dataset(
 
     ds = tf.data.Dataset.range(math.ceil(n / batch_size))
     ds = ds.map(load, num_parallel_calls=max(1, threads))
-    return ds.prefetch(2).with_options(_options(threads))
+    return ds.prefetch(2).with_options(dataset_options(threads))
