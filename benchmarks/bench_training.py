@@ -26,11 +26,13 @@ printed at the start and the end: another job on the same cores lowers both rate
 ``--log logs/train/<model>.log`` also prints the rates of a workflow job from its log (with
 ``--summary results/models/<model>/summary.txt`` the benchmark trains that job's model on
 slices of its size). ``--device gpu`` trains on the first GPU (stops with a message when
-TensorFlow sees none) and sets the rate against TensorFlow's GPU matmul instead; with
-``--mixed`` in mixed precision (``mixed_precision: true``, as the job on a GPU does).
+TensorFlow sees none) and sets the rate against TensorFlow's GPU matmul instead.
+``--mixed`` trains as a job with ``mixed_precision: true`` does: float16 on a GPU, bfloat16
+on a CPU with bfloat16 instructions (the reference stays NumPy's float32 matmul there: the
+ratio then says how far the narrow type takes the job past float32's ceiling).
 
 Usage: PYTHONPATH=src python benchmarks/bench_training.py [--threads 2] [--epochs 3]
-       [--steps 12] [--repeats 2] [--log logs/train/unet.log] [--device gpu [--mixed]]
+       [--steps 12] [--repeats 2] [--log logs/train/unet.log] [--device gpu] [--mixed]
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ def parse_args():
     parser.add_argument("--log", help="a training job's log: print its rates too")
     parser.add_argument("--summary", help="a trained model's summary.txt: train its model")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--mixed", action="store_true", help="mixed precision (GPU only)")
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="mixed_precision: true (float16 on a GPU, bfloat16 on a CPU that has it)",
+    )
     parser.add_argument(
         "--keras-batch-norm",
         action="store_true",
@@ -85,10 +91,14 @@ def parse_args():
         "--set", action="append", default=[], metavar="KEY=VALUE", help="model setting"
     )
     args = parser.parse_args()
-    if args.mixed and args.device != "gpu":
-        parser.error(
-            "--mixed needs --device gpu: the training job uses mixed precision only on a GPU"
-        )
+    if args.mixed and args.device == "cpu":
+        from tumorseg.precision import BF16_FLAGS, cpu_bf16_flags
+
+        if not cpu_bf16_flags():
+            parser.error(
+                f"--mixed on the CPU needs bfloat16 instructions ({', '.join(BF16_FLAGS)}): "
+                "without them the training job trains in float32"
+            )
     if args.epochs < 2:
         parser.error("--epochs must be at least 2: the first epoch of each run is left out")
     return args
@@ -303,6 +313,12 @@ def measure(args, splits: Path, settings: dict) -> dict:
     return results
 
 
+def precision_of(summary: str) -> str:
+    """The precision the job trained in, from its ``summary.txt``."""
+    found = re.search(r"^precision: (.+)$", summary, re.MULTILINE)
+    return found.group(1) if found else "unknown"
+
+
 def _stats(values) -> tuple[float, float]:
     values = list(values)
     return statistics.median(values), max(values)
@@ -324,7 +340,7 @@ def report(args, settings, results: dict) -> dict:
     print(
         f"\nmodel: {settings['architecture']} depth {settings['depth']} base_filters "
         f"{settings['base_filters']}, batch {settings['batch_size']}, {args.threads} threads, "
-        f"{args.device}{' mixed precision' if args.mixed else ''}, "
+        f"{args.device}, precision {precision_of(results['summary'])}, "
         f"{'Keras' if args.keras_batch_norm else 'fused'} batch normalisation; "
         f"{n} epochs of each kind timed"
     )

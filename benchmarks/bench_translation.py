@@ -60,7 +60,7 @@ def bench_training(args, settings) -> None:
         slices = data.read_slices(tmp, cases, n_classes=0)
         reader = data.SliceReader(tmp, cases, n_classes=0)
         batch = int(settings["batch_size"])
-        model = compiled_model(settings, 1, 96, 1000, False, None)
+        model = compiled_model(settings, 1, 96, 1000, None, None)
         rates = []
         for r in range(args.repeats):
             steps = args.warmup + args.steps

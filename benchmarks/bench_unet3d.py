@@ -75,7 +75,7 @@ def main() -> None:
         cases = write_cases(Path(tmp), args.cases)
         reader = patches.PatchReader(tmp, cases, 4, settings["patch_size"])
         sampler = patches.PatchSampler(reader, settings["patch_size"], seed=1)
-        model = compiled_model(settings, 4, (16, 64, 64), 1000, False, "brats2017")
+        model = compiled_model(settings, 4, (16, 64, 64), 1000, None, "brats2017")
         rates = []
         for r in range(args.repeats):
             steps = args.warmup + args.steps

@@ -90,7 +90,7 @@ def _train_hash(settings) -> str:
     from tumorseg.train import compiled_model
 
     keras.utils.set_random_seed(5)
-    model = compiled_model(settings, 4, 32, 10, mixed=False)
+    model = compiled_model(settings, 4, 32, 10, policy=None)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((16, 32, 32, 4)).astype(np.float32)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (16, 32, 32))]

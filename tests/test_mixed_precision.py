@@ -1,15 +1,59 @@
-"""The mixed-precision path of training, run on CPU (TensorFlow computes mixed_float16 on
-CPU too, slowly), so that a GPU user's first run does not take an untested branch."""
+"""The mixed-precision paths of training, run on CPU (TensorFlow computes mixed_float16 on
+CPU too, slowly), so that a GPU user's first run does not take an untested branch; and the
+choice of precision: float16 on a GPU, bfloat16 on a CPU that has the instructions."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pytest
 from training_fixtures import model_defaults
 
+from tumorseg.precision import cpu_bf16_flags, training_policy
 
-@pytest.mark.parametrize("fused", [False, True])  # a GPU job with and without op determinism
-def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path, fused):
+_INTEL = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {extra}\nbugs\t\t: spectre\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "gpus", "expected"),
+    [
+        ("avx512_bf16 avx512_vnni", 0, "mixed_bfloat16"),
+        ("amx_bf16 amx_tile", 0, "mixed_bfloat16"),
+        ("avx512_vnni", 0, None),  # bfloat16 would be emulated: float32
+        ("avx512_vnni", 1, "mixed_float16"),
+        ("avx512_bf16", 2, "mixed_float16"),  # a GPU takes precedence
+    ],
+)
+def test_training_policy_follows_the_hardware(tmp_path, caplog, extra, gpus, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(_INTEL.format(extra=extra))
+    caplog.set_level(logging.INFO, logger="tumorseg.precision")
+    assert training_policy(True, gpus, cpuinfo) == expected
+    assert (
+        "precision: "
+        + {None: "float32", "mixed_float16": "mixed float16"}.get(expected, "mixed bfloat16")
+        in caplog.text
+    )
+    assert training_policy(False, gpus, cpuinfo) is None  # not asked: float32 everywhere
+
+
+def test_cpu_flags_unreadable_or_absent(tmp_path):
+    assert cpu_bf16_flags(tmp_path / "missing") == []  # macOS, Windows: no /proc/cpuinfo
+    (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd bf16\n")
+    assert cpu_bf16_flags(tmp_path / "arm") == []  # only the x86 flags are trusted
+    assert training_policy(True, 0, tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "fused"),
+    [
+        ("mixed_float16", False),  # a GPU job with op determinism
+        ("mixed_float16", True),  # a GPU job without
+        ("mixed_bfloat16", True),  # a CPU job with bfloat16 instructions
+    ],
+)
+def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path, policy, fused):
     import keras
 
     from tumorseg.fused_norm import FusedBatchNormalization
@@ -18,19 +62,24 @@ def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path, fused):
 
     keras.utils.set_random_seed(0)
     settings = {**model_defaults(), "depth": 2, "base_filters": 4, "batch_size": 4}
-    model = compiled_model(settings, 4, 32, total_steps=4, mixed=True, fused_batch_norm=fused)
+    model = compiled_model(settings, 4, 32, total_steps=4, policy=policy, fused_batch_norm=fused)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert norms and all(isinstance(n, FusedBatchNormalization) == fused for n in norms)
-    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")  # bfloat16 needs no loss scaling
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
-    assert convs and all(layer.compute_dtype == "float16" for layer in convs)
+    assert convs and all(layer.compute_dtype == policy.split("_")[1] for layer in convs)
     assert all(w.dtype == "float32" for w in model.weights)  # float32 master weights
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 32, 32, 4)).astype(np.float32)
     y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (8, 32, 32))]
+    before = [np.array(w) for w in model.trainable_weights]
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+    after = [np.array(w) for w in model.trainable_weights]
+    # every weight learnt (no gradient lost to the narrow type)
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
 
     out = model(x[:2], training=False)
     assert out.dtype == "float32"  # the softmax stays in float32
@@ -94,10 +143,10 @@ def test_the_gpu_branch_of_a_training_job_runs_on_cpu(tmp_path, monkeypatch, cap
         str(out / "curves.png"), str(out / "summary.txt"), str(out / "ckpt"), str(out / "tb"),
         threads=1,
     )  # fmt: skip
-    mixed, fused = used[0][4], used[0][6]
-    assert mixed is True and fused is False
+    policy, fused = used[0][4], used[0][6]
+    assert policy == "mixed_float16" and fused is False
     summary = (out / "summary.txt").read_text()
-    assert "mixed precision: True" in summary and "GPUs: 1" in summary
+    assert "precision: float16 (mixed)" in summary and "GPUs: 1" in summary
     assert "Keras's layer (op determinism on a GPU)" in caplog.text
     model = load_model(str(out / "model.keras"))
     assert all(w.dtype == "float32" for w in model.weights)

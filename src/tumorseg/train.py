@@ -37,6 +37,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .figures import plot_curves
+from .precision import policy_name, training_policy
 from .resources import RUNTIME_KEYS, estimate_mem_mb
 from .tables import write_json
 
@@ -306,7 +307,7 @@ def compiled_model(
     n_channels: int,
     size: int,
     total_steps: int,
-    mixed: bool,
+    policy: str | None,
     labels="brats2017",
     fused_batch_norm: bool = True,
 ):
@@ -319,10 +320,9 @@ def compiled_model(
 
     from . import losses
 
-    policy = "mixed_float16" if mixed else None
     model = build(settings, n_channels, size, labels, policy, fused_batch_norm)
     optimizer = losses.get_optimizer(settings, total_steps)
-    if mixed:
+    if policy == "mixed_float16":  # bfloat16 has float32's range: no loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if labels is None:
         loss, metrics = losses.TranslationLoss(settings["loss"]), losses.translation_metrics()
@@ -578,7 +578,7 @@ def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict)
         "epochs trained": f"{state['epoch']} of {d.epochs}" + (" (early stop)" * state["stopped"]),
         "steps per epoch": d.steps,
         best[0]: best[1],
-        "mixed precision": run["mixed"],
+        "precision": run["precision"],
         "GPUs": run["gpus"],
     }
     with atomic_path(out["summary"]) as tmp:
@@ -601,20 +601,18 @@ def _start_tensorflow(threads: int, seed: int, deterministic: bool) -> list:
     return gpus
 
 
-def _precision(settings: dict, gpus: list, deterministic: bool) -> tuple[bool, bool]:
-    """Mixed precision (asked for, and a GPU visible) and fused batch normalisation
-    (:func:`tumorseg.fused_norm.use_fused`) of a training job; both logged."""
+def _precision(settings: dict, gpus: list, deterministic: bool) -> tuple[str | None, bool]:
+    """The dtype policy (:func:`tumorseg.precision.training_policy`) and fused batch
+    normalisation (:func:`tumorseg.fused_norm.use_fused`) of a training job; both logged."""
     from .fused_norm import use_fused
 
-    mixed = bool(settings.get("mixed_precision")) and bool(gpus)
-    if settings.get("mixed_precision") and not gpus:
-        log.info("mixed precision asked for, but no GPU is visible: training in float32")
+    policy = training_policy(bool(settings.get("mixed_precision")), len(gpus))
     fused = use_fused(len(gpus), deterministic)
     log.info(
         "batch normalisation in training: %s",
         "TensorFlow's fused kernel" if fused else "Keras's layer (op determinism on a GPU)",
     )
-    return mixed, fused
+    return policy, fused
 
 
 def train_model(
@@ -657,9 +655,9 @@ def train_model(
     checkpoints = Checkpoints(checkpoint_dir)
     checkpoints.prepare(_run_fingerprint(settings, d, fold, labels))
 
-    mixed, fused = _precision(settings, gpus, deterministic)
+    policy, fused = _precision(settings, gpus, deterministic)
     total_steps = d.epochs * d.steps
-    model = compiled_model(settings, d.n_channels, d.size, total_steps, mixed, labels, fused)
+    model = compiled_model(settings, d.n_channels, d.size, total_steps, policy, labels, fused)
     clean_model = build(settings, d.n_channels, d.size, labels)
     state, history = _resume(model, checkpoints, tensorboard_dir, d.epochs)
     run = {
@@ -672,7 +670,7 @@ def train_model(
         "regions": [] if labels is None else list(labels.regions),
         "class_names": ["synthetic target"] if labels is None else list(labels.names),
         "fold": fold,
-        "mixed": mixed,
+        "precision": policy_name(policy),
         "gpus": len(gpus),
     }
     if int(state["epoch"]) < d.epochs and not state.get("stopped"):

@@ -1,0 +1,70 @@
+"""The numeric precision a training job computes in (config ``mixed_precision``).
+
+``mixed_precision: true`` asks for mixed precision where the hardware computes the narrow
+type natively; the weights, the loss, the softmax and the batch statistics stay float32:
+
+- on a GPU: ``mixed_float16`` (with loss scaling);
+- on a CPU that has bfloat16 instructions (x86 ``avx512_bf16`` or ``amx_bf16``, read from
+  ``/proc/cpuinfo``): ``mixed_bfloat16``, which oneDNN's convolutions run natively (no loss
+  scaling: bfloat16 has float32's exponent range);
+- otherwise float32: bfloat16 without those instructions is emulated and slower than
+  float32.
+
+The saved model is float32 either way, so prediction does not depend on the choice.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
+    """The :data:`BF16_FLAGS` this CPU has (empty where ``cpuinfo`` cannot be read, as on
+    macOS and Windows)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            return [f for f in BF16_FLAGS if f in flags]
+    return []
+
+
+def training_policy(asked: bool, gpus: int, cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:
+    """The Keras dtype policy of a training job: ``"mixed_float16"``, ``"mixed_bfloat16"``
+    or None (float32); ``asked``: the model's ``mixed_precision``; ``gpus``: visible GPUs.
+    Logs the choice and why."""
+    if not asked:
+        return None
+    if gpus:
+        log.info("precision: mixed float16 on the GPU (mixed_precision: true)")
+        return "mixed_float16"
+    flags = cpu_bf16_flags(cpuinfo)
+    if flags:
+        log.info(
+            "precision: mixed bfloat16 on the CPU (mixed_precision: true; the CPU has %s)",
+            ", ".join(flags),
+        )
+        return "mixed_bfloat16"
+    log.info(
+        "precision: float32 (mixed_precision: true, but no GPU is visible and the CPU has "
+        "none of %s)",
+        ", ".join(BF16_FLAGS),
+    )
+    return None
+
+
+def policy_name(policy: str | None) -> str:
+    """How a policy reads in a model summary."""
+    return {"mixed_float16": "float16 (mixed)", "mixed_bfloat16": "bfloat16 (mixed)"}.get(
+        policy, "float32"
+    )
