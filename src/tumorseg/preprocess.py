@@ -47,7 +47,7 @@ def read_inputs(case: str, inputs: dict, settings: dict, threads: int = 1) -> Ca
         seg_img = slices.read_stack_masks(seg, case) if seg else None
         image_file = image
     else:
-        images = read_case_images(case, inputs.get("images"), image, mods, channels, threads)
+        images = read_case_images(case, inputs.get("images"), image, mods, channels)
         image_file = image or inputs["images"][mods[0]]
         seg_img = read_image(seg, case, "seg") if seg else None
     native = geo.Grid.from_image(images[0])
