@@ -107,9 +107,9 @@ def read_case_images(
 
     Read one after another, whatever the format: SimpleITK's readers are not safe to run
     at once in one process, NIfTI included (SimpleITK issue #74: rare crashes reading one
-    NIfTI per channel from threads; a preprocessing job of this workflow died of SIGABRT
-    within a second, once, in the SLURM test). Two threads saved 0.04 s of a demo case's
-    0.11 s of reading.
+    NIfTI per channel from threads; once, in the SLURM test, a preprocessing job of this
+    workflow died of SIGABRT within a second of starting). Two threads saved 0.04 s of a
+    demo case's 0.11 s of reading.
     """
     if image4d:
         img = read_image(image4d, case, "image", ndim=4)
