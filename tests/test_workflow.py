@@ -179,7 +179,10 @@ def test_brats_metrics_unchanged_by_label_maps(tiny_run):
     wd = tiny_run
     got = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
     assert len(got) == 24  # 8 labelled demo cases x 3 regions
-    for case, rows in got.groupby("case"):
+    # one case per scanner (siteC: the 1.2 mm RAS grid): the HD95s of the tiny model's
+    # scattered masks take a second each
+    for case in got.groupby("scanner")["case"].min():
+        rows = got[got["case"] == case]
         ref_nii = nib.load(wd / f"resources/demo/{case}/{case}_seg.nii.gz")
         ref, zooms = np.asarray(ref_nii.dataobj), ref_nii.header.get_zooms()[:3]
         pred = np.asarray(nib.load(wd / f"results/predictions/unet/{case}_seg.nii.gz").dataobj)
