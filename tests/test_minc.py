@@ -150,15 +150,15 @@ def test_minc_reads_never_overlap_and_hold_the_lock(monkeypatch, minc_case, mixe
     assert rec.overlapping(hdf5.needs_lock) == []
 
 
-def test_a_case_is_read_one_file_at_a_time(monkeypatch, nifti_case, mixed_case):
-    """SimpleITK's readers are not safe to run at once, NIfTI's included (SimpleITK #74)."""
+def test_a_case_is_read_one_file_at_a_time(monkeypatch, tmp_path, nifti_case, mixed_case):
+    """SimpleITK's readers are not safe to run at once, NIfTI's included (SimpleITK #74):
+    the preprocessing of a case, given threads, still reads its files one at a time."""
+    from synth import preprocess
+
     rec = CallRecorder(sitk.ReadImage)
     monkeypatch.setattr(sitk, "ReadImage", rec)
-    from tumorseg.preprocess import read_inputs
-
-    settings = {"modalities": MODS, "image_channels": MODS, "target": None}
-    for paths in (nifti_case, mixed_case):  # as the preprocessing job reads, with its threads
-        read_inputs("c01", {"images": paths}, settings, threads=4)
+    for name, paths in (("nifti", nifti_case), ("mixed", mixed_case)):
+        preprocess("c01", paths, tmp_path / name, seg=None, threads=4)
     assert len(rec.calls) == 8
     assert not any(held for path, *_, held in rec.calls if not hdf5.needs_lock(path))
     assert rec.overlapping(lambda p: True) == []

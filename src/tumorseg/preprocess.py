@@ -36,7 +36,7 @@ class CaseImages:
     has_target: bool = False  # translation: the target is the last of ``images``
 
 
-def read_inputs(case: str, inputs: dict, settings: dict, threads: int = 1) -> CaseImages:
+def read_inputs(case: str, inputs: dict, settings: dict) -> CaseImages:
     """Read the modalities (separate files, one 4D file or a slice-stack folder), the label
     and the brain mask, all checked to lie on one grid."""
     mods, channels = settings["modalities"], settings["image_channels"]
@@ -189,7 +189,7 @@ def preprocess_case(
     """
     translation = bool(settings.get("target"))
     labels = None if translation else as_label_map(settings["labels"])
-    read = read_inputs(case, inputs, settings, threads)
+    read = read_inputs(case, inputs, settings)
     native = geo.Grid.from_image(read.images[0])
     arrays, classes, given, oriented, canonical, resample, _keep = _to_canonical(
         case, read, settings, labels
