@@ -144,8 +144,9 @@ _BRATS2017 = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}  # the regions before l
 
 def _old_brats_metrics(pred: np.ndarray, ref: np.ndarray, zooms) -> dict:
     """Metrics of one case, written out with the fixed BraTS 2017 regions on the raw file
-    values and the whole grid (no label map, no bounding box), as the workflow gave them
-    before label maps were configurable."""
+    values, counted over the whole grid (no label map, no bounding box), as the workflow
+    gave them before label maps were configurable; HD95 is the package's own (checked
+    against brute force in test_metrics)."""
     from skimage.measure import label
 
     from tumorseg.metrics import hd95

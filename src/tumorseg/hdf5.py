@@ -9,7 +9,7 @@ read crashes as well. Hence:
 - formats that do not use HDF5 and that we know the reader of (:data:`IMAGE_IOS`) are read
   with that reader named explicitly (:func:`image_io`): no HDF5 call, no lock (a case's
   files are still read one after another, see :func:`tumorseg.imageio.read_case_images`;
-  this lock guards the other threads: a batch job's writer, MINC written while read);
+  the lock is for HDF5 calls made from different threads, e.g. a batch job's writer);
 - everything else (HDF5-based formats, and unknown suffixes whose reader ITK must guess)
   is read, probed and written under :data:`LOCK` (:func:`hdf5_lock`).
 
