@@ -43,14 +43,14 @@ def main() -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the CPU figures, even on a GPU machine
 
     t0 = time.perf_counter()
-    from tumorseg.predict import configure_threads, load_model
+    from tumorseg.inference.predict import configure_threads, load_model
 
     configure_threads(args.threads)
     import keras  # noqa: F401
     from training_fixtures import model_defaults
 
-    from tumorseg.models import build_model
-    from tumorseg.predict import predict_case
+    from tumorseg.inference.predict import predict_case
+    from tumorseg.training.models import build_model
 
     t_import = time.perf_counter() - t0
     import tensorflow as tf

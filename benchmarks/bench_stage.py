@@ -74,7 +74,7 @@ def build(wd: Path, args) -> tuple[list[str], str]:
     base = sorted(p.name for p in (wd / "data").iterdir() if p.is_dir())[:BASE]
     from training_fixtures import model_defaults
 
-    from tumorseg.models import build_model
+    from tumorseg.training.models import build_model
 
     settings = model_defaults(ROOT / "workflow/schemas/config.schema.yaml")
     settings.update(depth=args.depth, base_filters=args.filters)
@@ -104,8 +104,8 @@ def build(wd: Path, args) -> tuple[list[str], str]:
 
 
 def pure(wd: Path, cases: list[str], threads: int) -> list[dict[str, float]]:
-    from tumorseg.metrics import evaluate_case
-    from tumorseg.predict import configure_threads, load_model, predict_case
+    from tumorseg.evaluation.segmentation import evaluate_case
+    from tumorseg.inference.predict import configure_threads, load_model, predict_case
 
     configure_threads(threads)
     model = load_model(str(wd / "model.keras"))

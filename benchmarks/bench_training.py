@@ -3,8 +3,8 @@
 Writes ~10 synthetic cases of the real shape (77 x 96 x 96 x 4, the preprocessing
 contract; ``--summary`` takes the slice size, channels and model settings of a trained
 model instead) to a temporary folder and runs the training job itself,
-``tumorseg.train.train_model`` as the workflow's ``train`` rule calls it (its thread set-up,
-op determinism, datasets, per-epoch validation, checkpoints, TensorBoard scalars and
+``tumorseg.training.train.train_model`` as the workflow's ``train`` rule calls it (its thread
+set-up, op determinism, datasets, per-epoch validation, checkpoints, TensorBoard scalars and
 outputs), for ``--epochs`` epochs of ``--steps`` batches, in two kinds, alternately
 (a, b, a, b, ...) in one process:
 
@@ -14,8 +14,8 @@ outputs), for ``--epochs`` epochs of ``--steps`` batches, in two kinds, alternat
     (``tf.data.Dataset.from_tensor_slices(...).repeat().batch()``, no augmentation).
 
 The rates are the job's own: the per-epoch rate lines it writes to its log
-(``tumorseg.epoch_rate.RATE_LINE``: training slices/s up to the validation, the CPU cores the
-process used meanwhile, validation slices/s, the epoch with its checkpoint). The first
+(``tumorseg.training.epoch_rate.RATE_LINE``: training slices/s up to the validation, the CPU
+cores the process used meanwhile, validation slices/s, the epoch with its checkpoint). The first
 epoch of each run (tracing) is left out. Before each run, NumPy's float32 matmul
 (2048 x 2048, best of 3) is timed with the job's thread count, so that the training
 GFLOP/s (forward FLOPs from the job's ``summary.txt``; a training step = 3x forward) can be
@@ -92,7 +92,7 @@ def parse_args():
     )
     args = parser.parse_args()
     if args.mixed and args.device == "cpu":
-        from tumorseg.precision import BF16_FLAGS, cpu_bf16_flags
+        from tumorseg.training.precision import BF16_FLAGS, cpu_bf16_flags
 
         if not cpu_bf16_flags():
             parser.error(
@@ -234,8 +234,8 @@ def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bo
     """One run of the training job (``train_model``); its rate lines and summary.txt.
     ``fused`` False: with Keras's batch normalisation, as the job on a GPU with op
     determinism (for comparison)."""
-    from tumorseg import train
-    from tumorseg.epoch_rate import parse_epoch_rates
+    from tumorseg.training import train
+    from tumorseg.training.epoch_rate import parse_epoch_rates
 
     out = folder / f"run{len(list(folder.glob('run*')))}"
     outputs = {
@@ -250,7 +250,7 @@ def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bo
     logger.setLevel(logging.INFO)
     swap = mock.patch.object(train, "_datasets", cached_datasets(train._datasets, 4))
     try:
-        keras_norm = mock.patch("tumorseg.fused_norm.use_fused", lambda gpus, det: False)
+        keras_norm = mock.patch("tumorseg.training.fused_norm.use_fused", lambda gpus, det: False)
         with (
             swap if cached else contextlib.nullcontext(),
             contextlib.nullcontext() if fused else keras_norm,
@@ -267,7 +267,7 @@ def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bo
 
 def input_pipeline_alone(splits: Path, settings: dict, threads: int) -> tuple[float, float]:
     """The job's training dataset iterated without a model: slices/s, CPU ms per slice."""
-    from tumorseg import data
+    from tumorseg.training import data
 
     train_cases, _ = data.read_split(splits)
     slices = data.read_slices(splits.parent, train_cases)
@@ -380,7 +380,7 @@ def report(args, settings, results: dict) -> dict:
 
 def report_log(path: str, measured: dict) -> None:
     """The rates of a workflow training job from its log, beside the benchmark's."""
-    from tumorseg.epoch_rate import parse_epoch_rates
+    from tumorseg.training.epoch_rate import parse_epoch_rates
 
     text = Path(path).read_text(errors="replace")
     rates = parse_epoch_rates(text)
@@ -414,7 +414,7 @@ def start_device(args) -> None:
     """Hide the GPUs for a CPU measurement; for ``--device gpu`` stop unless one is seen."""
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    from tumorseg.train import configure_tensorflow
+    from tumorseg.training.train import configure_tensorflow
 
     gpus = configure_tensorflow(args.threads)
     if args.device == "gpu" and not gpus:

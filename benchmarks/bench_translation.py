@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from training_fixtures import model_defaults  # noqa: E402
 
-from tumorseg import data  # noqa: E402
-from tumorseg.train import compiled_model, configure_tensorflow  # noqa: E402
+from tumorseg.training import data  # noqa: E402
+from tumorseg.training.train import compiled_model, configure_tensorflow  # noqa: E402
 
 
 def write_cases(folder: Path, n: int, seed: int = 0) -> list[str]:
@@ -82,8 +82,8 @@ def bench_training(args, settings) -> None:
 def bench_prediction(args, settings) -> None:
     from synth import BRATS_GRID, preprocess, write_case
 
-    from tumorseg.predict import load_model, predict_translation_case
-    from tumorseg.train import build
+    from tumorseg.inference.predict import load_model, predict_translation_case
+    from tumorseg.training.train import build
 
     ras = {"size": (200, 200, 130), "spacing": (1.2, 1.2, 1.2),
            "origin": (119.4, 119.4, -77.4), "direction": (-1, 0, 0, 0, -1, 0, 0, 0, 1)}  # fmt: skip

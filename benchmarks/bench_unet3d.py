@@ -8,7 +8,7 @@ and trains it through the workflow's own patch pipeline (tumour-fraction samplin
 3D augmentation, prefetching): patches per second over ``--steps`` timed steps after
 ``--warmup``, ``--repeats`` times. Peak memory is the process's maximum resident set size
 (``ru_maxrss``) after training, printed beside the estimate the workflow gives the job.
-Inference: :func:`tumorseg.predict.predict_probabilities` on one whole volume (sliding
+Inference: :func:`tumorseg.inference.predict.predict_probabilities` on one whole volume (sliding
 windows, overlap 0.5, Gaussian weighting), median seconds of ``--repeats``.
 
 Usage: PYTHONPATH=src python benchmarks/bench_unet3d.py [--threads 2] [--steps 10]
@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from training_fixtures import model_defaults  # noqa: E402
 
-from tumorseg import patches  # noqa: E402
-from tumorseg.predict import predict_probabilities  # noqa: E402
+from tumorseg.inference.predict import predict_probabilities  # noqa: E402
 from tumorseg.resources import estimate_mem_mb  # noqa: E402
-from tumorseg.train import build, compiled_model, configure_tensorflow  # noqa: E402
+from tumorseg.training import patches  # noqa: E402
+from tumorseg.training.train import build, compiled_model, configure_tensorflow  # noqa: E402
 
 SHAPE = (77, 96, 96, 4)
 

@@ -37,7 +37,7 @@ def parcellate(seg_path: Path, t1_path: Path) -> None:
 
 def export(layout: str, outdir: Path, *args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "tumorseg.demo_layouts", layout, str(outdir), *args],
+        [sys.executable, "-m", "tumorseg.demo.layouts", layout, str(outdir), *args],
         check=True,
         capture_output=True,
     )
@@ -45,7 +45,7 @@ def export(layout: str, outdir: Path, *args: str) -> None:
 
 def write_sheet(folder: Path, sheet: Path) -> str:
     proc = subprocess.run(
-        [sys.executable, "-m", "tumorseg.sheet", str(folder), "-o", str(sheet)],
+        [sys.executable, "-m", "tumorseg.io.sheet", str(folder), "-o", str(sheet)],
         check=True,
         capture_output=True,
         text=True,

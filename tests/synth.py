@@ -114,7 +114,7 @@ def preprocess(
     **settings,
 ) -> tuple[dict, dict]:
     """``preprocess_case`` with the default settings; returns (record, output paths)."""
-    from tumorseg.preprocess import preprocess_case
+    from tumorseg.preprocessing.preprocess import preprocess_case
 
     outdir = Path(outdir)
     outputs = dict(_OUTPUTS)

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from tumorseg.aggregate import (
+from tumorseg.errors import InputError
+from tumorseg.evaluation.aggregate import (
     PER_CASE_COLUMNS,
     SUMMARY_COLUMNS,
     aggregate_run,
@@ -13,8 +14,7 @@ from tumorseg.aggregate import (
     plot_overlays,
     summary,
 )
-from tumorseg.errors import InputError
-from tumorseg.metrics import CASE_COLUMNS
+from tumorseg.evaluation.segmentation import CASE_COLUMNS
 
 ISSUE_COLUMNS = [
     "case",

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 from synth import MODS, grid_image, preprocess, write_case
 
 from tumorseg.errors import InputError
-from tumorseg.labels import to_internal
-from tumorseg.sheet import complete_sheet, read_sheet
+from tumorseg.io.sheet import complete_sheet, read_sheet
+from tumorseg.tasks.labels import to_internal
 
 SMALL = {
     "size": (60, 70, 40),
@@ -194,6 +194,6 @@ def test_gzip_helper_is_only_for_gz(tmp_path):
     p = tmp_path / "x.nii"
     p.write_bytes(gzip.compress(b"abc"))
     with pytest.raises(InputError, match="cannot read the t1 image"):
-        from tumorseg.imageio import read_image
+        from tumorseg.io.images import read_image
 
         read_image(p, "c", "t1")

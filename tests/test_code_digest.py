@@ -14,13 +14,30 @@ SCRIPTS = ROOT / "workflow" / "scripts"
 def test_closure_follows_imports_inside_functions_and_relative_imports():
     modules = package_modules(ROOT / "src")
     evaluate = closure(SCRIPTS / "evaluate.py", modules)
-    # metrics imports tumorseg.slices inside a function; slices imports geometry
-    assert {"tumorseg", "tumorseg.logs", "tumorseg.metrics", "tumorseg.slices"} <= evaluate
-    assert {"tumorseg.geometry", "tumorseg.labels", "tumorseg.atomic"} <= evaluate
-    assert not {"tumorseg.train", "tumorseg.models", "tumorseg.splitting"} & evaluate
+    # metrics imports tumorseg.io.slices inside a function; slices imports geometry
+    assert {
+        "tumorseg",
+        "tumorseg.logs",
+        "tumorseg.evaluation.segmentation",
+        "tumorseg.io.slices",
+    } <= evaluate
+    assert {
+        "tumorseg.preprocessing.geometry",
+        "tumorseg.tasks.labels",
+        "tumorseg.io.atomic",
+    } <= evaluate
+    assert (
+        not {"tumorseg.training.train", "tumorseg.training.models", "tumorseg.splitting.splits"}
+        & evaluate
+    )
     train = closure(SCRIPTS / "train.py", modules)
-    assert {"tumorseg.train", "tumorseg.models", "tumorseg.losses", "tumorseg.augment"} <= train
-    assert "tumorseg.metrics" not in train
+    assert {
+        "tumorseg.training.train",
+        "tumorseg.training.models",
+        "tumorseg.training.losses",
+        "tumorseg.training.augment",
+    } <= train
+    assert "tumorseg.evaluation.segmentation" not in train
 
 
 def test_every_script_has_a_digest_and_no_heavy_library_is_imported():
@@ -46,7 +63,7 @@ def _copy(tmp_path):
 def test_digest_changes_with_the_code_a_script_runs_only(tmp_path):
     scripts, src = _copy(tmp_path)
     before = script_digests(scripts, src)
-    metrics = src / "tumorseg" / "metrics.py"
+    metrics = src / "tumorseg" / "evaluation" / "segmentation.py"
     text = metrics.read_text()
     metrics.write_text("# a comment\n" + text.replace("\nimport ", "\n\nimport ") + "\n# more\n")
     assert script_digests(scripts, src) == before  # comments and blank lines do not count

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from training_fixtures import model_defaults, write_synthetic_cases
 
-from tumorseg import data
-from tumorseg.augment import random_affine
 from tumorseg.errors import InputError
+from tumorseg.training import data
+from tumorseg.training.augment import random_affine
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 NO_AUGMENT = {"flip": False, "rotation": 0, "shift": 0, "zoom": 0, "shear": 0}
@@ -238,7 +238,7 @@ def test_keras_warp_is_bit_identical_to_the_raw_tensorflow_op(settings):
     """augment.apply_transforms (keras.ops.image.affine_transform) gives exactly what the
     raw ImageProjectiveTransformV3 op gave: bilinear images, nearest uint8 labels, and the
     constant 0 fill at the borders (training outputs are pinned by a workflow test)."""
-    from tumorseg.augment import apply_transforms, random_transforms
+    from tumorseg.training.augment import apply_transforms, random_transforms
 
     augment = model_defaults(SCHEMA)["augment"] if settings == "defaults" else STRONG
     rng = np.random.default_rng(5)

@@ -1,4 +1,4 @@
-"""The built-in synthetic demo dataset (tumorseg.demo)."""
+"""The built-in synthetic demo dataset (tumorseg.demo.phantom)."""
 
 import logging
 import runpy
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tumorseg import demo
+from tumorseg.demo import phantom as demo
 from tumorseg.errors import InputError
-from tumorseg.sheet import complete_sheet, scanner_from_case
+from tumorseg.io.sheet import complete_sheet, scanner_from_case
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261122

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tumorseg import demo_layouts
+from tumorseg.demo import layouts as demo_layouts
 from tumorseg.errors import InputError
-from tumorseg.sheet import DEFAULT_SCANNER_REGEX, complete_sheet, read_sheet, scan_folder
+from tumorseg.io.sheet import DEFAULT_SCANNER_REGEX, complete_sheet, read_sheet, scan_folder
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODS = ["flair", "t1", "t1ce", "t2"]
@@ -53,7 +53,7 @@ def test_every_export_is_recognised(exported, tmp_path):
         assert sorted(scan.table["case"]) == sorted(table["id"]), layout
         sheet = tmp_path / f"{layout}.tsv"
         res = subprocess.run(
-            [sys.executable, "-m", "tumorseg.sheet", str(root / layout), "-o", str(sheet)],
+            [sys.executable, "-m", "tumorseg.io.sheet", str(root / layout), "-o", str(sheet)],
             capture_output=True,
             text=True,
             env={**os.environ, "PYTHONPATH": str(SRC)},
@@ -174,7 +174,7 @@ def test_lgg_export(exported):
 def test_lgg_slices_look_the_same_way_on_every_grid():
     """siteC (RAS, 1.2 mm) volumes are brought to LPS first: the tumour of a subject lies
     at the same place (in mm from the slice centre) on the siteA and the siteC slices."""
-    from tumorseg import demo
+    from tumorseg.demo import phantom as demo
 
     centres = []
     for scanner in ("siteA", "siteC"):
@@ -226,7 +226,7 @@ def test_export_errors(tmp_path):
 def test_cli(tmp_path):
     out = tmp_path / "data"
     res = subprocess.run(
-        [sys.executable, "-m", "tumorseg.demo_layouts", "lgg", str(out), "--subjects", "2"]
+        [sys.executable, "-m", "tumorseg.demo.layouts", "lgg", str(out), "--subjects", "2"]
         + ["--shrink", "4", "--slice-step", "2", "--seed", "3"],
         capture_output=True,
         text=True,

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 from training_fixtures import model_defaults
 
-from tumorseg.fused_norm import FusedBatchNormalization, use_fused
-from tumorseg.models import build_model
+from tumorseg.training.fused_norm import FusedBatchNormalization, use_fused
+from tumorseg.training.models import build_model
 
 
 def _pair(shape, momentum=0.9, seed=0):
@@ -70,7 +70,7 @@ def test_inference_is_keras_own_path():
 
 
 def test_trained_weights_pass_one_to_one_to_the_saved_model(tmp_path):
-    from tumorseg.predict import load_model
+    from tumorseg.inference.predict import load_model
 
     settings = {**model_defaults(), "depth": 2, "base_filters": 4}
     trained = build_model(settings, 4, input_size=16, fused_batch_norm=True)
@@ -87,7 +87,7 @@ def test_trained_weights_pass_one_to_one_to_the_saved_model(tmp_path):
 
 
 def _train_hash(settings) -> str:
-    from tumorseg.train import compiled_model
+    from tumorseg.training.train import compiled_model
 
     keras.utils.set_random_seed(5)
     model = compiled_model(settings, 4, 32, 10, policy=None)

@@ -6,9 +6,9 @@ import pytest
 import SimpleITK as sitk
 from synth import BRATS_GRID, MODS, preprocess, write_case
 
-from tumorseg import geometry as geo
-from tumorseg.labels import LabelMap, to_internal
-from tumorseg.predict import write_segmentation
+from tumorseg.inference.predict import write_segmentation
+from tumorseg.preprocessing import geometry as geo
+from tumorseg.tasks.labels import LabelMap, to_internal
 
 c10, s10 = np.cos(np.radians(10)), np.sin(np.radians(10))
 GRIDS = {

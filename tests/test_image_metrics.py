@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tumorseg.errors import InputError
-from tumorseg.image_metrics import image_metrics, masked_ssim, ssim_window
+from tumorseg.evaluation.regression import image_metrics, masked_ssim, ssim_window
 
 
 def _ellipsoid(shape, radii=None):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from tumorseg import labels
 from tumorseg.errors import InputError
-from tumorseg.labels import LabelMap, spec_from_config
+from tumorseg.tasks import labels
+from tumorseg.tasks.labels import LabelMap, spec_from_config
 from tumorseg.workflow_config import check_config
 
 ASEG = {  # FreeSurfer aseg values: non-contiguous, some above 255
@@ -80,7 +80,7 @@ def test_value_outside_the_map_names_case_file_and_values():
 
 
 def test_more_than_twenty_classes_downsample_and_resample():
-    from tumorseg import geometry as geo
+    from tumorseg.preprocessing import geometry as geo
 
     values = {f"l{i}": v for i, v in enumerate(range(2, 90, 4))}  # 22 labels
     m = custom(values)

@@ -43,7 +43,7 @@ def test_native_output_warnings_logging_and_a_crash_while_reading(tmp_path):
         warnings.warn("a python warning")
         logging.getLogger("tumorseg").info("hello from tumorseg")
         import SimpleITK as sitk
-        from tumorseg import imageio
+        from tumorseg.io import images as imageio
         sitk.ReadImage = lambda *a, **k: faulthandler._sigsegv()  # the reader dies
         imageio.read_image({str(mnc)!r}, "c07", "t1")
         """,

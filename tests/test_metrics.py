@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from tumorseg.errors import InputError
-from tumorseg.metrics import (
+from tumorseg.evaluation.segmentation import (
     CASE_COLUMNS,
     HD95_EMPTY,
     case_metrics,

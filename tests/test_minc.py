@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from tumorseg import hdf5, imageio
-from tumorseg.geometry import Grid
+from tumorseg.io import formats as hdf5
+from tumorseg.io import images as imageio
+from tumorseg.preprocessing.geometry import Grid
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODS = ["t1", "t1ce", "t2", "flair"]
@@ -66,7 +67,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import faulthandler
 faulthandler.enable()
-from tumorseg.imageio import read_case_images
+from tumorseg.io.images import read_case_images
 import json
 import threading
 cases = json.loads(sys.argv[2])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from training_fixtures import model_defaults
 
-from tumorseg.precision import cpu_bf16_flags, training_policy
+from tumorseg.training.precision import cpu_bf16_flags, training_policy
 
 _INTEL = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {extra}\nbugs\t\t: spectre\n"
 
@@ -28,7 +28,7 @@ _INTEL = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f {extra}\nbugs\t\t: spe
 def test_training_policy_follows_the_hardware(tmp_path, caplog, extra, gpus, expected):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(_INTEL.format(extra=extra))
-    caplog.set_level(logging.INFO, logger="tumorseg.precision")
+    caplog.set_level(logging.INFO, logger="tumorseg.training.precision")
     assert training_policy(True, gpus, cpuinfo) == expected
     assert (
         "precision: "
@@ -56,9 +56,9 @@ def test_cpu_flags_unreadable_or_absent(tmp_path):
 def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path, policy, fused):
     import keras
 
-    from tumorseg.fused_norm import FusedBatchNormalization
-    from tumorseg.predict import load_model, predict_probabilities
-    from tumorseg.train import build, compiled_model
+    from tumorseg.inference.predict import load_model, predict_probabilities
+    from tumorseg.training.fused_norm import FusedBatchNormalization
+    from tumorseg.training.train import build, compiled_model
 
     keras.utils.set_random_seed(0)
     settings = {**model_defaults(), "depth": 2, "base_filters": 4, "batch_size": 4}
@@ -102,7 +102,7 @@ class _FakeGPU:
 def test_configure_tensorflow_sets_memory_growth_on_each_gpu(monkeypatch):
     import tensorflow as tf
 
-    from tumorseg.train import configure_tensorflow
+    from tumorseg.training.train import configure_tensorflow
 
     grown = []
     real = tf.config.list_physical_devices
@@ -123,10 +123,10 @@ def test_the_gpu_branch_of_a_training_job_runs_on_cpu(tmp_path, monkeypatch, cap
     that loads in safe mode; its log names the device choices and each epoch's rate."""
     from training_fixtures import write_synthetic_cases
 
-    from tumorseg import train
-    from tumorseg.data import read_slices
-    from tumorseg.epoch_rate import parse_epoch_rates
-    from tumorseg.predict import load_model
+    from tumorseg.inference.predict import load_model
+    from tumorseg.training import train
+    from tumorseg.training.data import read_slices
+    from tumorseg.training.epoch_rate import parse_epoch_rates
 
     monkeypatch.setattr(train, "configure_tensorflow", lambda threads: [_FakeGPU()])
     used = []

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tumorseg import patches
 from tumorseg.errors import InputError
-from tumorseg.patches import (
+from tumorseg.training import patches
+from tumorseg.training.patches import (
     FALLBACK,
     MET,
     NO_TUMOUR,

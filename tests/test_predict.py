@@ -7,10 +7,10 @@ import SimpleITK as sitk
 from synth import preprocess, write_case
 from training_fixtures import save_tiny_unet
 
-from tumorseg import geometry as geo
 from tumorseg.errors import InputError
-from tumorseg.labels import to_internal
-from tumorseg.predict import check_written, predict_case
+from tumorseg.inference.predict import check_written, predict_case
+from tumorseg.preprocessing import geometry as geo
+from tumorseg.tasks.labels import to_internal
 
 RAS = {
     "size": (120, 110, 70),

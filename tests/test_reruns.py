@@ -155,9 +155,9 @@ def test_a_changed_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, 
 
 
 def test_an_edit_to_a_package_module_reruns_the_jobs_that_run_it(tiny_run, tmp_path):
-    # metrics.py runs in evaluate, and in aggregate and summarise (through tumorseg.aggregate)
+    # segmentation.py runs in evaluate, and in aggregate and summarise (through aggregate.py)
     workdir = copy_workdir(tiny_run, tmp_path / "wf")
-    module = workdir / "src/tumorseg/metrics.py"
+    module = workdir / "src/tumorseg/evaluation/segmentation.py"
     source = module.read_text()
     module.write_text(source + "\n# a comment: no new code\n")
     assert plan(workdir) == []

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from tumorseg.errors import InputError
-from tumorseg.sheet import (
+from tumorseg.io.sheet import (
     DEFAULT_SCANNER_REGEX,
     complete_sheet,
     is_stack,
@@ -67,7 +67,7 @@ def decathlon_folder(root, train=("BRATS_001", "BRATS_002"), test=("BRATS_750",)
 def run_cli(*args):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     return subprocess.run(
-        [sys.executable, "-m", "tumorseg.sheet", *map(str, args)],
+        [sys.executable, "-m", "tumorseg.io.sheet", *map(str, args)],
         capture_output=True,
         text=True,
         env=env,

@@ -5,10 +5,10 @@ import pytest
 import SimpleITK as sitk
 from synth import preprocess
 
-from tumorseg import geometry as geo
-from tumorseg import slices
 from tumorseg.errors import InputError
-from tumorseg.predict import write_segmentation
+from tumorseg.inference.predict import write_segmentation
+from tumorseg.io import slices
+from tumorseg.preprocessing import geometry as geo
 
 STEM = "TCGA_CS_4941_19960909"
 

@@ -1,4 +1,5 @@
-"""Tests of tumorseg.splitting: leakage, balance bounds, determinism, CV folds, pinned splits."""
+"""Tests of tumorseg.splitting.splits: leakage, balance bounds, determinism, CV folds, pinned
+splits."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tumorseg.errors import InputError
-from tumorseg.splitting import (
+from tumorseg.splitting.splits import (
     controlled_round,
     make_splits,
     plot_split_summary,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from workflow_helpers import ROOT, make_workdir, run_snakemake
 
-from tumorseg.predict import split_threads
+from tumorseg.inference.predict import split_threads
 
 PROBE = """
 import json, sys
@@ -20,7 +20,7 @@ sys.path.insert(0, {src!r})
 import SimpleITK as sitk
 import tensorflow as tf
 from tumorseg.logs import hold_threads
-from tumorseg.predict import configure_threads, split_threads
+from tumorseg.inference.predict import configure_threads, split_threads
 hold_threads()  # what run_step does first in every step
 itk_first = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
 overlap, tf_threads, itk_threads = split_threads({threads}, None)

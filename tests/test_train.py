@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from training_fixtures import model_defaults, write_synthetic_cases
 
-from tumorseg.train import Checkpoints, train_model
+from tumorseg.training.train import Checkpoints, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -118,7 +118,7 @@ def test_saved_model_loads_in_a_clean_process(trained):
     np.save(folder / "x.npy", x)
     code = (
         "import sys, numpy as np; sys.path.insert(0, sys.argv[1]);"
-        "import keras, tumorseg.models;"
+        "import keras, tumorseg.training.models;"
         "m = keras.models.load_model(sys.argv[2], compile=False, safe_mode=True);"
         "np.save(sys.argv[3], m.predict(np.load(sys.argv[4]), verbose=0))"
     )
@@ -166,7 +166,7 @@ def test_killed_training_resumes_from_its_last_epoch(dataset, tmp_path, caplog):
     (tmp_path / "args.json").write_text(json.dumps(args))
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
-        "from tumorseg.train import train_model;"
+        "from tumorseg.training.train import train_model;"
         "train_model(settings=json.load(open(sys.argv[2])), **json.load(open(sys.argv[3])))"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -224,7 +224,7 @@ def test_early_stopping_ends_a_run_that_no_longer_improves(dataset, tmp_path, ca
 
 
 def test_epoch_rate_lines_parse_back_and_a_resumed_epoch_counts_once():
-    from tumorseg.epoch_rate import parse_epoch_rates
+    from tumorseg.training.epoch_rate import parse_epoch_rates
 
     line = (
         "2026-12-03 16:39:48,255 INFO tumorseg.train: epoch {e} rate: training {r} slices/s "

@@ -6,8 +6,8 @@ import pytest
 import SimpleITK as sitk
 from synth import BRATS_GRID, MODS, preprocess, write_case
 
-from tumorseg import geometry as geo
 from tumorseg.errors import InputError
+from tumorseg.preprocessing import geometry as geo
 
 RAS_12 = {  # another scanner's grid: 1.2 mm, RAS, smaller
     "size": (200, 200, 130),
@@ -73,7 +73,7 @@ def test_target_is_optional(tmp_path):
 def test_paired_augmentation_moves_input_and_target_alike(tmp_path):
     import pandas as pd
 
-    from tumorseg import data
+    from tumorseg.training import data
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "pre" / "c1"
@@ -104,8 +104,8 @@ def test_paired_augmentation_moves_input_and_target_alike(tmp_path):
 def test_regression_model_and_losses():
     import keras
 
-    from tumorseg.losses import TranslationLoss, slice_ssim
-    from tumorseg.models import build_model
+    from tumorseg.training.losses import TranslationLoss, slice_ssim
+    from tumorseg.training.models import build_model
 
     settings = {
         "architecture": "unet",
@@ -180,8 +180,8 @@ def test_translation_sheet_needs_modality_columns(tmp_path):
 def test_synthetic_image_in_z_scores_or_the_training_scale(tmp_path):
     import json
 
-    from tumorseg.predict import predict_translation_case
-    from tumorseg.train import build
+    from tumorseg.inference.predict import predict_translation_case
+    from tumorseg.training.train import build
 
     paths, rec, out = translated(tmp_path, BRATS_GRID, case="s1")
     settings = {

@@ -8,14 +8,14 @@ import pytest
 import SimpleITK as sitk
 
 from tumorseg.errors import InputError
-from tumorseg.figures import plot_translation_boxplots, plot_translation_cases
-from tumorseg.image_metrics import image_metrics
-from tumorseg.translation_eval import (
+from tumorseg.evaluation.regression import image_metrics
+from tumorseg.evaluation.translation import (
     PER_CASE_COLUMNS,
     evaluate_translation_case,
     per_case_translation,
     summary_translation,
 )
+from tumorseg.report.figures import plot_translation_boxplots, plot_translation_cases
 
 SIZE = (40, 48, 30)  # x, y, z
 SPACING = (1.2, 1.0, 2.0)

@@ -17,9 +17,9 @@ import pytest
 from training_fixtures import model_defaults, write_synthetic_cases
 
 from tumorseg.errors import InputError
-from tumorseg.models import build_model, forward_flops
 from tumorseg.resources import estimate_mem_mb
-from tumorseg.train import Checkpoints, train_model
+from tumorseg.training.models import build_model, forward_flops
+from tumorseg.training.train import Checkpoints, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = str(ROOT / "src")
@@ -90,7 +90,7 @@ def test_killed_3d_training_resumes(volumes, tmp_path, caplog):
     (tmp_path / "args.json").write_text(json.dumps(args))
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]);"
-        "from tumorseg.train import train_model;"
+        "from tumorseg.training.train import train_model;"
         "train_model(settings=json.load(open(sys.argv[2])), **json.load(open(sys.argv[3])))"
     )
     proc = subprocess.Popen(
@@ -124,7 +124,7 @@ def test_killed_3d_training_resumes(volumes, tmp_path, caplog):
 
 
 def test_sliding_window_prediction_of_a_3d_model(volumes):
-    from tumorseg.predict import predict_probabilities
+    from tumorseg.inference.predict import predict_probabilities
 
     root, _ = volumes
     image = np.load(root / "c4" / "image.npy", allow_pickle=False)  # (16, 32, 32, 2)

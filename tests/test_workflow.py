@@ -96,7 +96,7 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
     wd = make_workdir(tmp_path / "wf")
     sheet = wd / "config/real.tsv"
     subprocess.run(
-        [sys.executable, "-m", "tumorseg.sheet", str(real_data), "-o", str(sheet)],
+        [sys.executable, "-m", "tumorseg.io.sheet", str(real_data), "-o", str(sheet)],
         check=True,
         env={"PYTHONPATH": str(wd / "src")},
     )
@@ -149,7 +149,7 @@ def _old_brats_metrics(pred: np.ndarray, ref: np.ndarray, zooms) -> dict:
     against brute force in test_metrics)."""
     from skimage.measure import label
 
-    from tumorseg.metrics import hd95
+    from tumorseg.evaluation.segmentation import hd95
 
     rows = {}
     for region, values in _BRATS2017.items():

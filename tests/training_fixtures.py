@@ -112,7 +112,7 @@ def save_tiny_unet(path: str | Path, n_channels: int = 4) -> str:
     ``.keras`` file; returns its path."""
     import keras
 
-    from tumorseg.models import build_model
+    from tumorseg.training.models import build_model
 
     keras.utils.set_random_seed(0)
     build_model(dict(TINY_UNET), n_channels=n_channels).save(path)

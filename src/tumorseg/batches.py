@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import InputError
-from .logs import FORMAT
+from tumorseg.errors import InputError
+from tumorseg.logs import FORMAT
 
 log = logging.getLogger("tumorseg")
 

@@ -17,7 +17,7 @@ import sys
 import traceback
 from collections.abc import Callable
 
-from .errors import InputError
+from tumorseg.errors import InputError
 
 log = logging.getLogger("tumorseg")
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import demo, labels
-from .errors import InputError
-from .resources import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported for common.smk
-from .sheet import complete_sheet, read_sheet
+from tumorseg.demo import phantom as demo
+from tumorseg.errors import InputError
+from tumorseg.io.sheet import complete_sheet, read_sheet
+from tumorseg.resources import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported for common.smk
+from tumorseg.tasks import labels
 
 #: the BraTS modality columns (the default `modalities` of a sheet with one file each)
 BRATS_MODALITIES = ["flair", "t1", "t1ce", "t2"]

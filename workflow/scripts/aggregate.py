@@ -5,7 +5,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.aggregate import aggregate_run
+from tumorseg.evaluation.aggregate import aggregate_run
 
 run_step(
     snakemake.log[0],

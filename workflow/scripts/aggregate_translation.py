@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.translation_eval import aggregate_translation_run
+from tumorseg.evaluation.translation import aggregate_translation_run
 
 inp = snakemake.input
 run_step(

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.preprocess import preprocess_case
+from tumorseg.preprocessing.preprocess import preprocess_case
 
 inp = snakemake.input
 settings = dict(snakemake.params.settings)

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).resolve().parents[1] / "src"))
 from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log[0])  # first: the log holds everything, import errors too
-from tumorseg.translation_eval import summary_translation
+from tumorseg.evaluation.translation import summary_translation
 
 # every input is a per_case.tsv, aligned with params.models (the run names)
 run_step(

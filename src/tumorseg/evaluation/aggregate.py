@@ -1,0 +1,321 @@
+"""Collect per-case metrics into tables, summaries, a model comparison and pictures.
+
+* :func:`per_case` joins the per-case TSVs of one model run with the split table.
+* :func:`summary` summarises every run (mean, std, median, quartiles per split, scanner and
+  region) and compares the runs; one run is *selected* on validation Dice only.
+* :func:`plot_boxplots` and :func:`plot_overlays` pick what the report's pictures show;
+  :mod:`tumorseg.report.figures` draws them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tumorseg.errors import InputError
+from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
+from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
+from tumorseg.names import PREDICT, in_split_order
+from tumorseg.names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
+from tumorseg.report import figures
+from tumorseg.tasks.labels import as_label_map
+
+log = logging.getLogger(__name__)
+
+#: leading columns of ``per_case.tsv``, in order (extra columns follow)
+PER_CASE_COLUMNS = (
+    "case",
+    "subject",
+    "scanner",
+    "split",
+    "region",
+    *METRICS,
+    "ceiling_dice",
+)
+#: columns summarised by :func:`summary` (when present)
+SUMMARY_METRICS = (*METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS)
+SUMMARY_COLUMNS = (
+    "model",
+    "split",
+    "scanner",
+    "region",
+    "metric",
+    "n",
+    "mean",
+    "std",
+    "median",
+    "q1",
+    "q3",
+)
+#: preferred region order (the BraTS one); other maps keep their own order
+REGION_ORDER = tuple(as_label_map("brats2017").regions)
+ALL = "all"
+
+
+def _region_key(series: pd.Series, order=REGION_ORDER) -> pd.Series:
+    rank = {r: i for i, r in enumerate(order)}
+    return series.map(lambda r: rank.get(r, len(rank)))
+
+
+def _regions(table: pd.DataFrame) -> list[str]:
+    """Regions in the order the table lists them (per_case.tsv: the label map's order)."""
+    return list(dict.fromkeys(table["region"]))
+
+
+def per_case(
+    case_tsvs: list[str], splits_tsv: str, out_path: str, regions=REGION_ORDER
+) -> pd.DataFrame:
+    """Concatenate one run's per-case metric TSVs, add ``subject``, ``scanner`` and ``split``
+    from ``splits_tsv`` and write ``out_path`` (columns :data:`PER_CASE_COLUMNS` first, then
+    any extra ones such as ``ceiling_hd95`` or ``fold``). Rows are sorted by case and region
+    (in ``regions`` order: the label map's, WT, TC, ET for BraTS). No TSVs gives a table with
+    the header only."""
+    splits = read_splits(splits_tsv)
+    frames = []
+    for path in case_tsvs:
+        df = read_tsv(path, "per-case metrics")
+        missing = [c for c in ("case", "region", *METRICS) if c not in df.columns]
+        if missing:
+            raise InputError(f"per-case metrics lack the columns {missing}", path=path)
+        frames.append(df)
+    if frames:
+        table = pd.concat(frames, ignore_index=True)
+    else:
+        table = pd.DataFrame(columns=list(CASE_COLUMNS))
+    for col in ("ceiling_dice", "ceiling_hd95"):
+        if col not in table.columns:
+            table[col] = np.nan
+    dups = table.loc[table.duplicated(["case", "region"]), "case"].unique()
+    if len(dups):
+        raise InputError(f"cases scored more than once: {sorted(dups)}", path=splits_tsv)
+    unknown = sorted(set(table["case"]) - set(splits["case"]))
+    if unknown:
+        raise InputError(f"cases {unknown} are missing from the split table", path=splits_tsv)
+    extra_split_cols = [c for c in splits.columns if c not in ("case", "subject", "scanner")]
+    meta = splits[["case", "subject", "scanner", *extra_split_cols]]
+    table = table.merge(meta, on="case", how="left", validate="many_to_one")
+    if "fold" in table.columns:
+        table["fold"] = pd.to_numeric(table["fold"], errors="coerce").astype("Int64")
+    table = table.sort_values(
+        ["case", "region"],
+        key=lambda s: _region_key(s, tuple(regions)) if s.name == "region" else s,
+        kind="stable",
+    )
+    extra = [c for c in table.columns if c not in PER_CASE_COLUMNS]
+    table = table[[*PER_CASE_COLUMNS, *extra]].reset_index(drop=True)
+    write_tsv(table, out_path)
+    log.info("%d cases, %d rows -> %s", table["case"].nunique(), len(table), out_path)
+    return table
+
+
+def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Long-format statistics of one run's per-case table (see :func:`summary`)."""
+    rows = []
+    metrics = [m for m in SUMMARY_METRICS if m in table.columns]
+    for split in in_split_order(table["split"]):
+        in_split = table[table["split"] == split]
+        scanners = [ALL, *sorted(in_split["scanner"].unique())]
+        for scanner in scanners:
+            sub = in_split if scanner == ALL else in_split[in_split["scanner"] == scanner]
+            for region in _regions(sub):
+                cell = sub[sub["region"] == region]
+                for metric in metrics:
+                    stats = describe(cell[metric])
+                    if stats:
+                        rows.append(
+                            {
+                                "model": model,
+                                "split": split,
+                                "scanner": scanner,
+                                "region": region,
+                                "metric": metric,
+                                **stats,
+                            }
+                        )
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per run and region: mean Dice and HD95 on val and test, mean ceiling Dice,
+    case counts, the run's validation score and whether it is the selected run.
+
+    The selected run is the one with the best ``val_score`` (mean over regions of the mean
+    validation Dice); ties go to the first name in sorted order. Test scores are reported
+    only, never used. Without any validation cases no run is selected.
+    """
+    rows = []
+    for model in sorted(tables):
+        table = tables[model]
+        val_region_means = []
+        for region in _regions(table):
+            by_region = table[table["region"] == region]
+            row = {"model": model, "region": region}
+            for split in ("val", "test"):
+                cell = by_region[by_region["split"] == split]
+                row[f"n_{split}"] = int(cell["case"].nunique())
+                for metric in ("dice", "hd95", "ceiling_dice"):
+                    values = cell[metric].dropna() if metric in cell else pd.Series([])
+                    row[f"{split}_{metric}"] = float(values.mean()) if len(values) else np.nan
+            if row["n_val"]:
+                val_region_means.append(row["val_dice"])
+            rows.append(row)
+        score = float(np.mean(val_region_means)) if val_region_means else np.nan
+        for row in rows:
+            if row["model"] == model:
+                row["val_score"] = score
+    columns = [
+        "model",
+        "region",
+        "n_val",
+        "val_dice",
+        "val_hd95",
+        "val_ceiling_dice",
+        "n_test",
+        "test_dice",
+        "test_hd95",
+        "test_ceiling_dice",
+        "val_score",
+        "selected",
+    ]
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return pd.DataFrame(columns=columns)
+    scores = out.drop_duplicates("model").set_index("model")["val_score"].dropna()
+    selected = None
+    if len(scores):
+        best = scores.max()
+        selected = sorted(scores.index[scores == best])[0]
+        log.info("selected run %s (mean validation Dice %.4f)", selected, best)
+    else:
+        log.warning("no validation cases in any run: no run is selected")
+    out["selected"] = out["model"] == selected
+    return out[columns]
+
+
+def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str) -> None:
+    """Summarise several runs' ``per_case.tsv`` files (``{run name: path}``).
+
+    ``out_summary`` (long format, :data:`SUMMARY_COLUMNS`): per run, split, scanner (plus
+    ``all``), region and metric the number of cases and the mean, sample standard deviation
+    (ddof=1; empty for a single case), median and quartiles (linear interpolation).
+    ``out_comparison``: see :func:`compare`; selection uses validation scores only.
+    """
+    summarise_runs(
+        per_case_tsvs,
+        ("case", "scanner", "split", "region", "dice"),
+        summarise_table,
+        compare,
+        SUMMARY_COLUMNS,
+        out_summary,
+        out_comparison,
+    )
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
+    """Box plots of Dice and HD95 of the scored (not ``predict``) rows of a per-case table
+    (:func:`tumorseg.report.figures.plot_boxplots`)."""
+    table = read_tsv(per_case_tsv, "per-case table")
+    table = table[table["split"] != PREDICT] if "split" in table else table
+    figures.plot_boxplots(table, out_png, model)
+
+
+def pick_cases(
+    table: pd.DataFrame, split: str, candidates
+) -> tuple[list[tuple[str, str, float]], bool]:
+    """Best, median and worst case of ``split`` by the Dice of the table's first region
+    (WT for BraTS, ``lesion`` for binary masks) among ``candidates``.
+
+    Returns ``[(label, case, dice), ...]`` and whether it fell back to all labelled cases
+    (when ``split`` has none). Ties are broken by case name; duplicates are dropped when there
+    are fewer than three cases."""
+    first = _regions(table)[0] if len(table) else "WT"
+    wt = table[(table["region"] == first) & table["case"].isin(list(candidates))]
+    wt = wt[wt["split"] != "predict"] if "split" in wt else wt
+    chosen = wt[wt["split"] == split]
+    fallback = chosen.empty
+    if fallback:
+        chosen = wt
+    if chosen.empty:
+        return [], fallback
+    chosen = chosen.sort_values(["dice", "case"], ascending=[False, True], kind="stable")
+    n = len(chosen)
+    picks = []
+    seen = set()
+    for label, idx in (("best", 0), ("median", n // 2), ("worst", n - 1)):
+        case = chosen["case"].iloc[idx]
+        if case in seen:
+            continue
+        seen.add(case)
+        picks.append((label, case, float(chosen["dice"].iloc[idx])))
+    return picks, fallback
+
+
+def plot_overlays(
+    per_case_tsv: str,
+    cases: dict[str, dict],
+    out_png: str,
+    labels,
+    split: str = "test",
+) -> None:
+    """Best, median and worst ``split`` case by the first region's Dice: an axial slice
+    through the lesion (the one with most reference foreground voxels) of the image, then
+    the reference and the prediction drawn over it. ``cases`` maps case -> {"image", "ref",
+    "pred"} paths, all on the native grid; only cases listed there can be picked."""
+    table = read_tsv(per_case_tsv, "per-case table")
+    picks, fallback = pick_cases(table, split, cases)
+    if not picks:
+        figures.message_figure(out_png, "no labelled case to show")
+        return
+    first = _regions(table)[0]
+    where = f"all labelled cases (no scored {split} case)" if fallback else f"{split} cases"
+    title = f"Best, median and worst of {where} by {first} Dice"
+    figures.plot_overlays(picks, cases, out_png, labels, first, title)
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str | Path):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def aggregate_run(
+    case_tsvs: list[str],
+    splits_tsv: str,
+    per_case_out: str,
+    boxplots_out: str,
+    overlays_out: str,
+    model: str,
+    labels,
+    overlay_cases: list[str],
+    images: list[str],
+    refs: list[str],
+    preds: list[str],
+    split: str = "test",
+) -> None:
+    """Everything of rule ``aggregate`` for one run: per-case table, box plots, overlays.
+
+    ``images``, ``refs`` and ``preds`` are aligned with ``overlay_cases``; a single path
+    may be given as a string."""
+    case_tsvs, overlay_cases, images, refs, preds = (
+        _as_list(x) for x in (case_tsvs, overlay_cases, images, refs, preds)
+    )
+    if not (len(overlay_cases) == len(images) == len(refs) == len(preds)):
+        raise InputError(
+            f"overlay inputs are not aligned: {len(overlay_cases)} cases, {len(images)} "
+            f"images, {len(refs)} references, {len(preds)} predictions"
+        )
+    per_case(case_tsvs, splits_tsv, per_case_out, as_label_map(labels).region_names)
+    plot_boxplots(per_case_out, boxplots_out, model)
+    cases = {
+        case: {"image": image, "ref": ref, "pred": pred}
+        for case, image, ref, pred in zip(overlay_cases, images, refs, preds, strict=True)
+    }
+    plot_overlays(per_case_out, cases, overlays_out, labels, split=split)

@@ -1,0 +1,333 @@
+"""BraTS segmentation metrics: Dice, sensitivity, specificity, HD95, volumes and lesion
+counts per region.
+
+Conventions (all documented here, tested in ``tests/test_metrics.py``):
+
+* Arrays are in numpy-from-SimpleITK order ``(z, y, x)``, so every ``spacing`` argument is in
+  the same *array-axis* order ``(sz, sy, sx)`` in millimetres, i.e. the reverse of
+  ``SimpleITK.Image.GetSpacing()`` (which is ``(sx, sy, sz)``).
+* Regions are those of the dataset's label map (:class:`tumorseg.tasks.labels.LabelMap`): for the
+  BraTS presets WT = necrotic + edema + enhancing, TC = necrotic + enhancing, ET = enhancing;
+  ``lesion`` for binary masks; the configured ones (default one per label) for custom maps.
+* Slice stacks (2D slice collections) are scored as volumes (spacing 1 per voxel, so HD95
+  and volumes are in pixels) and also slice by slice: ``slice_dice`` is the mean over all
+  slices of the per-slice Dice, with the same empty convention (1 when both are empty).
+* Empty regions (BraTS convention): when prediction and reference are both empty, Dice is 1
+  and HD95 is 0; when only one of them is empty, Dice is 0 and HD95 is :data:`HD95_EMPTY`
+  (373.13 mm, the diagonal of the 240 x 240 x 155 grid at 1 mm).
+* Sensitivity ``TP / (TP + FN)`` is undefined for an empty reference; we then give 1 when the
+  prediction is empty as well and 0 otherwise, mirroring Dice, so a false-alarm region in a
+  case without it counts as a failure rather than as perfect.
+* Specificity ``TN / (TN + FP)`` is taken over the whole grid; should the reference fill the
+  whole grid (no negatives) it is 1 (no false positive is possible then).
+* Volumes are in mm^3: voxel count x voxel volume.
+* Lesion counts (``lesions_pred``, ``lesions_ref``): the number of connected components of the
+  region's mask, 26-connected in 3D (``skimage.measure.label`` with full connectivity); 0 for
+  an empty mask.
+* HD95 is a voxel-based "robust Hausdorff distance" at the 95th percentile, defined here as:
+  the surface of a mask is the mask minus its binary erosion with the full 3 x 3 x 3
+  structuring element (so a surface voxel is a mask voxel with a background voxel among its 26
+  neighbours), voxels outside the grid counting as background; for every surface voxel of the
+  prediction the Euclidean distance (in mm, ``sampling=spacing``) to the nearest surface voxel
+  of the reference is taken, and vice versa; HD95 = max(95th percentile pred->ref, 95th
+  percentile ref->pred), each with numpy's default (linear) percentile: the maximum of the two
+  *directed* HD95s. This is not medpy's ``hd95`` (which takes one percentile of both
+  directions' distances pooled, and erodes with the 6-connected cross, giving a thinner
+  surface), so the numbers differ from medpy's, usually slightly; nor DeepMind's
+  ``compute_robust_hausdorff`` (distances weighted by surface-element area).
+  ``tests/test_metrics.py`` checks it against brute-force pairwise distances.
+  The distance transforms are computed only inside the bounding box of both masks (plus a
+  one-voxel margin), which gives exactly the full-grid result: every surface voxel, and so
+  every query point and every nearest surface voxel, lies inside that box.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from tumorseg.errors import InputError
+from tumorseg.io.atomic import atomic_path
+from tumorseg.tasks.labels import as_label_map
+
+log = logging.getLogger(__name__)
+
+#: HD95 (mm) when exactly one of prediction and reference is empty: the diagonal of the
+#: 240 x 240 x 155 grid at 1 mm, sqrt(240^2 + 240^2 + 155^2) = 373.13 (rounded as in BraTS).
+HD95_EMPTY = 373.13
+
+#: metric columns, in output order
+METRICS = ("dice", "sensitivity", "specificity", "hd95", "volume_pred", "volume_ref")
+#: lesion counts (connected components) per region, after the other metric columns
+COUNTS = ("lesions_pred", "lesions_ref")
+#: columns of a per-case evaluation TSV, in order
+CASE_COLUMNS = ("case", "region", *METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS)
+
+_STRUCTURE = np.ones((3, 3, 3), dtype=bool)
+_GRID_TOL = 1e-4
+
+
+def _bbox(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Bounding box of a boolean mask as slices, widened by ``margin`` (clipped to the grid);
+    ``None`` for an empty mask."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        if hits.size == 0:
+            return None
+        lo = max(int(hits[0]) - margin, 0)
+        hi = min(int(hits[-1]) + 1 + margin, mask.shape[axis])
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Surface voxels: the mask minus its 26-connected erosion (outside the array is empty)."""
+    eroded = ndimage.binary_erosion(mask, structure=_STRUCTURE, border_value=0)
+    return mask & ~eroded
+
+
+def lesion_count(mask: np.ndarray) -> int:
+    """Connected components of a boolean mask, full connectivity (26 neighbours in 3D)."""
+    from skimage.measure import label
+
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return 0
+    return int(label(mask, connectivity=mask.ndim, return_num=True)[1])
+
+
+def _as_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != ndim or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"spacing {spacing} must be {ndim} positive numbers (array-axis order)")
+    return spacing
+
+
+def hd95(pred: np.ndarray, ref: np.ndarray, spacing, *, use_bbox: bool = True) -> float:
+    """95th-percentile symmetric Hausdorff distance (mm) between two boolean masks.
+
+    ``spacing`` is in array-axis order. ``use_bbox=False`` computes the distance transforms
+    over the whole grid (slow; kept to test that the bounding-box shortcut changes nothing).
+    """
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    if pred.shape != ref.shape:
+        raise InputError(f"mask shapes differ: {pred.shape} vs {ref.shape}")
+    spacing = _as_spacing(spacing, pred.ndim)
+    has_pred, has_ref = bool(pred.any()), bool(ref.any())
+    if not has_pred and not has_ref:
+        return 0.0
+    if not has_pred or not has_ref:
+        return HD95_EMPTY
+    if use_bbox:
+        box = _bbox(pred | ref, margin=1)
+        pred, ref = pred[box], ref[box]
+    surf_pred, surf_ref = _surface(pred), _surface(ref)
+    to_ref = ndimage.distance_transform_edt(~surf_ref, sampling=spacing)[surf_pred]
+    to_pred = ndimage.distance_transform_edt(~surf_pred, sampling=spacing)[surf_ref]
+    return float(max(np.percentile(to_ref, 95), np.percentile(to_pred, 95)))
+
+
+def _region_metrics(pred: np.ndarray, ref: np.ndarray, spacing, n_total: int) -> dict:
+    """Metrics of two boolean masks that may be a crop of a grid of ``n_total`` voxels
+    (everything outside the crop being background in both)."""
+    voxel_volume = float(np.prod(spacing))
+    n_pred = int(np.count_nonzero(pred))
+    n_ref = int(np.count_nonzero(ref))
+    tp = int(np.count_nonzero(pred & ref))
+    fp = n_pred - tp
+    fn = n_ref - tp
+    tn = n_total - tp - fp - fn
+    if n_pred + n_ref == 0:
+        dice = 1.0
+    else:
+        dice = 2.0 * tp / (n_pred + n_ref)
+    if n_ref == 0:
+        sensitivity = 1.0 if n_pred == 0 else 0.0
+    else:
+        sensitivity = tp / (tp + fn)
+    specificity = 1.0 if tn + fp == 0 else tn / (tn + fp)
+    return {
+        "dice": float(dice),
+        "sensitivity": float(sensitivity),
+        "specificity": float(specificity),
+        "hd95": hd95(pred, ref, spacing),
+        "volume_pred": n_pred * voxel_volume,
+        "volume_ref": n_ref * voxel_volume,
+    }
+
+
+def region_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+    """Dice, sensitivity, specificity, HD95 (mm) and volumes (mm^3) of one region.
+
+    ``pred`` and ``ref`` are boolean masks of the same shape in ``(z, y, x)`` order and
+    ``spacing`` the voxel size in mm in the same array-axis order ``(sz, sy, sx)``.
+    Empty-region conventions: see the module docstring.
+    """
+    pred = np.asarray(pred, dtype=bool)
+    ref = np.asarray(ref, dtype=bool)
+    if pred.shape != ref.shape:
+        raise InputError(f"prediction shape {pred.shape} differs from reference {ref.shape}")
+    spacing = _as_spacing(spacing, pred.ndim)
+    return _region_metrics(pred, ref, spacing, pred.size)
+
+
+def case_metrics(
+    pred_classes: np.ndarray, ref_classes: np.ndarray, spacing, labels="brats2017"
+) -> pd.DataFrame:
+    """One row per region of the label map with column ``region``, the metric columns
+    (:data:`METRICS`) and the lesion counts (:data:`COUNTS`).
+
+    Both maps hold internal classes in ``(z, y, x)`` order; ``spacing`` is in the same
+    array-axis order. Only the bounding box of the foreground (in either map) is examined.
+    """
+    regions = as_label_map(labels).regions
+    pred_classes = np.asarray(pred_classes)
+    ref_classes = np.asarray(ref_classes)
+    if pred_classes.shape != ref_classes.shape:
+        raise InputError(
+            f"prediction shape {pred_classes.shape} differs from reference {ref_classes.shape}"
+        )
+    spacing = _as_spacing(spacing, pred_classes.ndim)
+    n_total = pred_classes.size
+    box = _bbox((pred_classes != 0) | (ref_classes != 0), margin=1)
+    if box is not None:
+        pred_classes, ref_classes = pred_classes[box], ref_classes[box]
+    rows = []
+    for region, classes in regions.items():
+        if box is None:
+            empty = np.zeros((1,) * len(spacing), dtype=bool)
+            pred, ref = empty, empty
+        else:
+            pred, ref = np.isin(pred_classes, classes), np.isin(ref_classes, classes)
+        row = _region_metrics(pred, ref, spacing, n_total)
+        row.update(lesions_pred=lesion_count(pred), lesions_ref=lesion_count(ref))
+        rows.append({"region": region, **row})
+    return pd.DataFrame(rows, columns=["region", *METRICS, *COUNTS])
+
+
+def slice_dice(pred_classes: np.ndarray, ref_classes: np.ndarray, labels) -> dict[str, float]:
+    """Mean per-slice Dice (slices along the first axis) of every region of the map; a
+    slice where both prediction and reference lack the region scores 1."""
+    out = {}
+    for region, classes in as_label_map(labels).regions.items():
+        pred = np.isin(pred_classes, classes).reshape(len(pred_classes), -1)
+        ref = np.isin(ref_classes, classes).reshape(len(ref_classes), -1)
+        inter = np.count_nonzero(pred & ref, axis=1)
+        total = np.count_nonzero(pred, axis=1) + np.count_nonzero(ref, axis=1)
+        dice = np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
+        out[region] = float(dice.mean())
+    return out
+
+
+def _read_label(path: str, labels, case: str):
+    import SimpleITK as sitk
+
+    from tumorseg.io.slices import is_stack, read_stack_masks
+
+    if is_stack(path):
+        image = read_stack_masks(path, case)
+    elif not Path(path).is_file():
+        raise InputError("label file not found", case, path)
+    else:
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as err:
+            raise InputError(
+                f"cannot read the label image ({str(err).strip()})", case, path
+            ) from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"label must be a 3D single-component image, got {image.GetDimension()}D with "
+            f"{image.GetNumberOfComponentsPerPixel()} component(s)",
+            case,
+            path,
+        )
+    classes = as_label_map(labels).to_internal(sitk.GetArrayViewFromImage(image), case, path)
+    return image, classes
+
+
+def _check_same_grid(case: str, path_a: str, image_a, path_b: str, image_b) -> None:
+    from tumorseg.preprocessing.geometry import Grid
+
+    a, b = Grid.from_image(image_a), Grid.from_image(image_b)
+    if a.same_as(b, tol=_GRID_TOL):
+        return
+    problems = []
+    if a.size != b.size:
+        problems.append(f"size {a.size} vs {b.size}")
+    for key in ("spacing", "origin", "direction"):
+        va, vb = getattr(a, key), getattr(b, key)
+        if not np.allclose(va, vb, rtol=0, atol=_GRID_TOL):
+            fa = tuple(round(v, 6) for v in va)
+            fb = tuple(round(v, 6) for v in vb)
+            problems.append(f"{key} {fa} vs {fb}")
+    if problems:
+        raise InputError(
+            f"{path_a} and {path_b} are not on the same grid ({'; '.join(problems)}); "
+            "predictions must be written on the reference's native grid",
+            case,
+        )
+
+
+def evaluate_case(
+    case: str,
+    pred_path: str,
+    ref_path: str,
+    ceiling_path: str | None,
+    labels,
+    out_path: str,
+    slice_metrics: bool = False,
+) -> None:
+    """Score one case's prediction against its reference on the native grid; write a TSV.
+
+    Label files are any SimpleITK-readable format (or slice-stack folders) holding the
+    values of the dataset's label map ``labels``. With ``slice_metrics`` a ``slice_dice``
+    column (mean per-slice Dice, see :func:`slice_dice`) follows the others. With
+    ``ceiling_path`` (the reference sent through the model resolution and back),
+    ``ceiling_dice`` and ``ceiling_hd95`` compare it with the reference; without
+    it those columns are empty. Columns: :data:`CASE_COLUMNS`, one row per region.
+    """
+    labels = as_label_map(labels)
+    ref_image, ref = _read_label(ref_path, labels, case)
+    pred_image, pred = _read_label(pred_path, labels, case)
+    _check_same_grid(case, pred_path, pred_image, ref_path, ref_image)
+    spacing = tuple(reversed(ref_image.GetSpacing()))  # (x, y, z) -> array order (z, y, x)
+    table = case_metrics(pred, ref, spacing, labels)
+    if ceiling_path:
+        ceiling_image, ceiling = _read_label(ceiling_path, labels, case)
+        _check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
+        ceil = case_metrics(ceiling, ref, spacing, labels)
+        table["ceiling_dice"] = ceil["dice"].to_numpy()
+        table["ceiling_hd95"] = ceil["hd95"].to_numpy()
+    else:
+        table["ceiling_dice"] = np.nan
+        table["ceiling_hd95"] = np.nan
+    table.insert(0, "case", case)
+    table = table[list(CASE_COLUMNS)]
+    if slice_metrics:
+        table["slice_dice"] = table["region"].map(slice_dice(pred, ref, labels))
+    for row in table.itertuples(index=False):
+        log.info(
+            "case %s %s: Dice %.4f, HD95 %.2f mm (ceiling Dice %s)",
+            case,
+            row.region,
+            row.dice,
+            row.hd95,
+            "n/a" if np.isnan(row.ceiling_dice) else f"{row.ceiling_dice:.4f}",
+        )
+    with atomic_path(out_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="NA")
+
+
+def evaluate_batch(cases: list[dict], labels, slice_metrics=False, case_logs=None) -> None:
+    """:func:`evaluate_case` for a batch of cases (dicts of its arguments) in one process."""
+    from tumorseg.batches import for_each_case
+
+    for_each_case(cases, evaluate_case, case_logs, labels=labels, slice_metrics=slice_metrics)

@@ -1,0 +1,272 @@
+"""Losses and validation metrics for per-pixel segmentation with one-hot labels.
+
+Labels reach the loss one-hot encoded, shape (batch, y, x, classes), probabilities likewise.
+
+- ``ce``: categorical cross-entropy, averaged over all pixels of the batch.
+- ``dice``: soft Dice loss ``1 - mean_c (2 sum(g p) + s) / (sum(g) + sum(p) + s)`` over the
+  foreground classes c = 1..n-1 (background excluded), sums taken over the whole batch
+  (batch Dice, stable when a slice holds no tumour), s = 1e-5.
+- ``dice_ce``: ``ce_weight * ce + dice_weight * dice``.
+
+:class:`RegionDice` is the hard (argmax) Dice of one region of the label map (WT, TC, ET for
+BraTS, ``lesion`` for binary masks, any union of classes otherwise), pooled over every pixel
+seen in an epoch (all validation slices together), 1 when the region is absent from both
+prediction and truth. With two classes (binary masks) cross-entropy is binary
+cross-entropy and the soft Dice is that of the lesion: ``dice_ce`` with ``ce_weight: 1,
+dice_weight: 0.3`` is the LGG tutorial's BCE + 0.3 Dice.
+
+Optimisers (Adam, SGD with momentum) and learning-rate schedules (constant, cosine,
+one-cycle) live here too: :func:`get_optimizer`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from tumorseg.errors import InputError
+from tumorseg.tasks.labels import as_label_map
+
+SMOOTH = 1e-5
+EPS = 1e-7
+
+
+def categorical_crossentropy(y_true, y_pred):
+    """Mean over pixels of ``-sum_c g_c log p_c`` (probabilities clipped to [1e-7, 1])."""
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.clip(ops.cast(y_pred, "float32"), EPS, 1.0)
+    return ops.mean(-ops.sum(y_true * ops.log(y_pred), axis=-1))
+
+
+def soft_dice_loss(y_true, y_pred, smooth: float = SMOOTH):
+    """``1 -`` mean soft Dice of the foreground classes over the whole batch."""
+    y_true = ops.cast(y_true, "float32")[..., 1:]
+    y_pred = ops.cast(y_pred, "float32")[..., 1:]
+    axes = tuple(range(len(y_true.shape) - 1))
+    intersection = ops.sum(y_true * y_pred, axis=axes)
+    denominator = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
+    dice = (2.0 * intersection + smooth) / (denominator + smooth)
+    return 1.0 - ops.mean(dice)
+
+
+@keras.saving.register_keras_serializable(package="tumorseg")
+class SegmentationLoss(keras.losses.Loss):
+    """``ce_weight * cross-entropy + dice_weight * soft Dice`` (one scalar per batch)."""
+
+    def __init__(self, ce_weight=1.0, dice_weight=1.0, name="dice_ce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ce_weight = float(ce_weight)
+        self.dice_weight = float(dice_weight)
+
+    def call(self, y_true, y_pred):
+        total = 0.0
+        if self.ce_weight:
+            total = total + self.ce_weight * categorical_crossentropy(y_true, y_pred)
+        if self.dice_weight:
+            total = total + self.dice_weight * soft_dice_loss(y_true, y_pred)
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(ce_weight=self.ce_weight, dice_weight=self.dice_weight)
+        return config
+
+
+def get_loss(settings: dict) -> SegmentationLoss:
+    """The loss named by ``settings["loss"]`` (ce, dice or dice_ce with its weights)."""
+    kind = settings["loss"]
+    if kind == "ce":
+        return SegmentationLoss(1.0, 0.0, name="ce")
+    if kind == "dice":
+        return SegmentationLoss(0.0, 1.0, name="dice")
+    if kind == "dice_ce":
+        ce_w, dice_w = float(settings["ce_weight"]), float(settings["dice_weight"])
+        if ce_w == 0 and dice_w == 0:
+            raise InputError("model settings ce_weight and dice_weight are both 0")
+        return SegmentationLoss(ce_w, dice_w, name="dice_ce")
+    raise InputError(f"unknown loss {kind!r}; choose ce, dice or dice_ce")
+
+
+@keras.saving.register_keras_serializable(package="tumorseg")
+class RegionDice(keras.metrics.Metric):
+    """Hard Dice of one region (a union of classes), pooled over all pixels seen.
+    ``classes`` defaults to the BraTS region of that name (``WT``, ``TC`` or ``ET``)."""
+
+    def __init__(self, region: str = "WT", classes=None, name=None, **kwargs):
+        if classes is None:
+            brats = as_label_map("brats2017").regions
+            if region not in brats:
+                raise ValueError(f"unknown region {region!r}; give its classes")
+            classes = brats[region]
+        super().__init__(name=name or as_label_map("brats2017").metric_name(region), **kwargs)
+        self.region = region
+        self.classes = tuple(int(c) for c in classes)
+        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
+        self.true_sum = self.add_variable(shape=(), initializer="zeros", name="true_sum")
+        self.pred_sum = self.add_variable(shape=(), initializer="zeros", name="pred_sum")
+
+    def _region(self, tensor):
+        classes = ops.argmax(tensor, axis=-1)
+        mask = ops.zeros_like(classes, dtype="bool")
+        for c in self.classes:
+            mask = ops.logical_or(mask, ops.equal(classes, c))
+        return ops.cast(mask, "float32")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        truth = self._region(y_true)
+        pred = self._region(y_pred)
+        self.intersection.assign_add(ops.sum(truth * pred))
+        self.true_sum.assign_add(ops.sum(truth))
+        self.pred_sum.assign_add(ops.sum(pred))
+
+    def result(self):
+        denominator = self.true_sum + self.pred_sum
+        return ops.where(
+            denominator > 0, 2.0 * self.intersection / ops.maximum(denominator, 1.0), 1.0
+        )
+
+    def reset_state(self):
+        for v in (self.intersection, self.true_sum, self.pred_sum):
+            v.assign(0.0)
+
+    def get_config(self):
+        return {"region": self.region, "classes": list(self.classes), "name": self.name}
+
+
+def region_dice_metrics(labels="brats2017") -> list[RegionDice]:
+    """Fresh Dice metrics of every region of the label map (BraTS: ``dice_wt``,
+    ``dice_tc``, ``dice_et``)."""
+    labels = as_label_map(labels)
+    return [
+        RegionDice(region, classes, name=labels.metric_name(region))
+        for region, classes in labels.regions.items()
+    ]
+
+
+# --- optimisation: optimisers and learning-rate schedules ---------------------------------
+
+
+@keras.saving.register_keras_serializable(package="tumorseg")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """One-cycle learning rate (Smith 2018, as in fastai/PyTorch ``OneCycleLR``).
+
+    Cosine warm-up from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start`` of
+    ``total_steps``, then cosine annealing to ``max_lr / div_factor / final_div_factor``.
+
+    Not Keras's ``CosineDecay(..., warmup_target=max_lr, warmup_steps=...)``: its decay phase
+    is the same curve, but its warm-up is linear, while one-cycle's rises along a half cosine
+    (slower at first: a quarter into the warm-up 0.0018 instead of 0.0028 for ``max_lr``
+    0.01), so the shapes differ (``tests/test_models.py`` checks both).
+    """
+
+    def __init__(self, max_lr, total_steps, pct_start=0.3, div_factor=25.0, final_div_factor=1e4):
+        self.max_lr = float(max_lr)
+        self.total_steps = int(total_steps)
+        self.pct_start = float(pct_start)
+        self.div_factor = float(div_factor)
+        self.final_div_factor = float(final_div_factor)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = max(1.0, self.pct_start * self.total_steps)
+        rest = max(1.0, self.total_steps - warm)
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        t_up = ops.clip(step / warm, 0.0, 1.0)
+        t_down = ops.clip((step - warm) / rest, 0.0, 1.0)
+        up = initial + (self.max_lr - initial) * (1.0 - ops.cos(math.pi * t_up)) / 2.0
+        down = final + (self.max_lr - final) * (1.0 + ops.cos(math.pi * t_down)) / 2.0
+        return ops.where(step < warm, up, down)
+
+    def get_config(self):
+        return {
+            "max_lr": self.max_lr,
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+        }
+
+
+def learning_rate(settings: dict, total_steps: int):
+    """The schedule named by ``settings["schedule"]`` peaking at ``learning_rate``."""
+    lr = float(settings["learning_rate"])
+    kind = settings["schedule"]
+    if kind == "constant":
+        return lr
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, int(total_steps)))
+    if kind == "one_cycle":
+        return OneCycle(lr, max(1, int(total_steps)))
+    raise InputError(f"unknown learning-rate schedule {kind!r}; choose constant, cosine, one_cycle")
+
+
+def get_optimizer(settings: dict, total_steps: int) -> keras.optimizers.Optimizer:
+    """Adam, or SGD with ``momentum``, with the configured schedule over ``total_steps``."""
+    lr = learning_rate(settings, total_steps)
+    kind = settings["optimizer"]
+    if kind == "adam":
+        return keras.optimizers.Adam(lr)
+    if kind == "sgd":
+        return keras.optimizers.SGD(lr, momentum=float(settings["momentum"]))
+    raise InputError(f"unknown optimizer {kind!r}; choose adam or sgd")
+
+
+# --- image translation: regression losses and metrics ------------------------------------
+
+
+def _data_range(y_true):
+    """Per-slice intensity range of the real image (z-scores have no fixed range)."""
+    axes = tuple(range(1, len(y_true.shape)))
+    rng = ops.max(y_true, axis=axes) - ops.min(y_true, axis=axes)
+    return ops.maximum(rng, EPS)
+
+
+def slice_ssim(y_true, y_pred):
+    """Mean SSIM of the slices of a batch (Gaussian window 11, sigma 1.5, as
+    ``tf.image.ssim``), each slice with the data range of its real image."""
+    import tensorflow as tf
+
+    y_true = tf.cast(y_true, tf.float32)
+    y_pred = tf.cast(y_pred, tf.float32)
+    rng = _data_range(y_true)
+    lo = tf.reduce_min(y_true, axis=(1, 2, 3), keepdims=True)
+    scale = rng[:, None, None, None]
+    return tf.reduce_mean(tf.image.ssim((y_true - lo) / scale, (y_pred - lo) / scale, 1.0))
+
+
+@keras.saving.register_keras_serializable(package="tumorseg")
+class TranslationLoss(keras.losses.Loss):
+    """``mae`` (the image-translation tutorial's choice), ``mse``, or ``mae_ssim``
+    (MAE + (1 - SSIM), SSIM per slice with the real slice's data range)."""
+
+    def __init__(self, kind="mae", name=None, **kwargs):
+        if kind not in ("mae", "mse", "mae_ssim"):
+            raise InputError(f"unknown translation loss {kind!r}; choose mae, mse or mae_ssim")
+        super().__init__(name=name or kind, **kwargs)
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        y_pred = ops.cast(y_pred, "float32")
+        if self.kind == "mse":
+            return ops.mean(ops.square(y_true - y_pred))
+        mae = ops.mean(ops.abs(y_true - y_pred))
+        if self.kind == "mae":
+            return mae
+        return mae + (1.0 - slice_ssim(y_true, y_pred))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind)
+        return config
+
+
+def translation_metrics() -> list:
+    """Validation MAE and SSIM of every epoch (names ``mae``, ``ssim``)."""
+    return [
+        keras.metrics.MeanAbsoluteError(name="mae"),
+        keras.metrics.MeanMetricWrapper(slice_ssim, name="ssim"),
+    ]
