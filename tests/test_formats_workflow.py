@@ -14,8 +14,8 @@ import yaml
 from formats_data import TISSUE_LABELS, TISSUE_VALUES, export, tissue_dataset, write_sheet
 from workflow_helpers import make_workdir, run_snakemake
 
+from tumorseg.io.grid import Grid
 from tumorseg.io.slices import find_stack
-from tumorseg.preprocessing.geometry import Grid
 
 pytestmark = pytest.mark.slow
 

@@ -367,3 +367,22 @@ def test_evaluate_case_missing_file(tmp_path):
     r = _write(tmp_path / "ref.nii.gz", np.zeros((4, 4, 4)))
     with pytest.raises(InputError, match="not found"):
         evaluate_case("c", str(tmp_path / "nope.nii.gz"), r, None, "brats2017", str(tmp_path / "x"))
+
+
+def test_evaluate_case_truncated_reference_is_a_one_line_error(tmp_path):
+    # SimpleITK reads a .nii.gz cut in half without an error (the missing voxels become 0):
+    # the reference must go through the checked reader, which notices
+    rng = np.random.default_rng(0)
+    ref = (rng.random((40, 48, 48)) < 0.3).astype(np.uint8) * 2
+    r = _write(tmp_path / "ref.nii.gz", ref)
+    p = _write(tmp_path / "pred.nii.gz", ref)
+    data = (tmp_path / "ref.nii.gz").read_bytes()
+    (tmp_path / "ref.nii.gz").write_bytes(data[: len(data) // 2])
+    sitk.ReadImage(r)  # the bare reader does not notice
+    out = tmp_path / "x.tsv"
+    with pytest.raises(InputError) as err:
+        evaluate_case("BraTS_012", p, r, None, "brats2017", str(out))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "BraTS_012" in msg and r in msg and "reference" in msg and "truncated" in msg
+    assert not out.exists()

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from tumorseg.io import formats as hdf5
 from tumorseg.io import images as imageio
-from tumorseg.preprocessing.geometry import Grid
+from tumorseg.io.grid import Grid
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODS = ["t1", "t1ce", "t2", "flair"]

@@ -137,7 +137,7 @@ def case_table(
 def scanner_grid(scanner: str) -> dict:
     """Where ``scanner`` stores its scans: ``size``, ``spacing``, ``origin`` (x, y, z) and
     ``direction`` (row-major 3x3, ITK/LPS), as
-    :meth:`tumorseg.preprocessing.geometry.Grid.from_dict` reads.
+    :meth:`tumorseg.io.grid.Grid.from_dict` reads.
 
     ``siteC``: 1.2 mm isotropic, RAS orientation, 200x200x130, centred like the BraTS grid;
     any other scanner: the BraTS grid (240x240x155, 1 mm, identity direction, origin

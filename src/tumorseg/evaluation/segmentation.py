@@ -44,7 +44,6 @@ Conventions (all documented here, tested in ``tests/test_metrics.py``):
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,7 +67,6 @@ COUNTS = ("lesions_pred", "lesions_ref")
 CASE_COLUMNS = ("case", "region", *METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS)
 
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
-_GRID_TOL = 1e-4
 
 
 def _bbox(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
@@ -226,48 +224,23 @@ def slice_dice(pred_classes: np.ndarray, ref_classes: np.ndarray, labels) -> dic
     return out
 
 
-def _read_label(path: str, labels, case: str):
+def _read_label(path: str, labels, case: str, role: str):
+    """A label image (file or slice-stack folder) through the checked readers, and its
+    values as the label map's classes."""
     import SimpleITK as sitk
 
+    from tumorseg.io.images import read_image
     from tumorseg.io.slices import is_stack, read_stack_masks
 
-    if is_stack(path):
-        image = read_stack_masks(path, case)
-    elif not Path(path).is_file():
-        raise InputError("label file not found", case, path)
-    else:
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as err:
-            raise InputError(
-                f"cannot read the label image ({str(err).strip()})", case, path
-            ) from None
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(
-            f"label must be a 3D single-component image, got {image.GetDimension()}D with "
-            f"{image.GetNumberOfComponentsPerPixel()} component(s)",
-            case,
-            path,
-        )
+    image = read_stack_masks(path, case) if is_stack(path) else read_image(path, case, role)
     classes = as_label_map(labels).to_internal(sitk.GetArrayViewFromImage(image), case, path)
     return image, classes
 
 
 def _check_same_grid(case: str, path_a: str, image_a, path_b: str, image_b) -> None:
-    from tumorseg.preprocessing.geometry import Grid
+    from tumorseg.io.grid import Grid, grid_differences
 
-    a, b = Grid.from_image(image_a), Grid.from_image(image_b)
-    if a.same_as(b, tol=_GRID_TOL):
-        return
-    problems = []
-    if a.size != b.size:
-        problems.append(f"size {a.size} vs {b.size}")
-    for key in ("spacing", "origin", "direction"):
-        va, vb = getattr(a, key), getattr(b, key)
-        if not np.allclose(va, vb, rtol=0, atol=_GRID_TOL):
-            fa = tuple(round(v, 6) for v in va)
-            fb = tuple(round(v, 6) for v in vb)
-            problems.append(f"{key} {fa} vs {fb}")
+    problems = grid_differences(Grid.from_image(image_a), Grid.from_image(image_b))
     if problems:
         raise InputError(
             f"{path_a} and {path_b} are not on the same grid ({'; '.join(problems)}); "
@@ -295,13 +268,13 @@ def evaluate_case(
     it those columns are empty. Columns: :data:`CASE_COLUMNS`, one row per region.
     """
     labels = as_label_map(labels)
-    ref_image, ref = _read_label(ref_path, labels, case)
-    pred_image, pred = _read_label(pred_path, labels, case)
+    ref_image, ref = _read_label(ref_path, labels, case, "reference")
+    pred_image, pred = _read_label(pred_path, labels, case, "prediction")
     _check_same_grid(case, pred_path, pred_image, ref_path, ref_image)
     spacing = tuple(reversed(ref_image.GetSpacing()))  # (x, y, z) -> array order (z, y, x)
     table = case_metrics(pred, ref, spacing, labels)
     if ceiling_path:
-        ceiling_image, ceiling = _read_label(ceiling_path, labels, case)
+        ceiling_image, ceiling = _read_label(ceiling_path, labels, case, "ceiling")
         _check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
         ceil = case_metrics(ceiling, ref, spacing, labels)
         table["ceiling_dice"] = ceil["dice"].to_numpy()

@@ -32,12 +32,12 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.evaluation.regression import IMAGE_METRICS, image_metrics, real_data_range
+from tumorseg.io.grid import Grid
 from tumorseg.io.images import check_same_grid, read_image
 from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
 from tumorseg.names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
 from tumorseg.names import in_split_order
 from tumorseg.preprocessing.brainmask import mask_of
-from tumorseg.preprocessing.geometry import Grid
 from tumorseg.report.figures import plot_translation_boxplots, plot_translation_cases
 from tumorseg.tasks.translation import input_names, norm_stats, read_record, zscore
 

@@ -17,14 +17,14 @@ from tumorseg.batches import for_each_case, run_batch
 from tumorseg.errors import InputError
 from tumorseg.io import slices
 from tumorseg.io.atomic import atomic_path
+from tumorseg.io.grid import GRID_TOLERANCE, Grid, load_geometry
 from tumorseg.preprocessing import geometry as geo
-from tumorseg.preprocessing.geometry import load_geometry
 from tumorseg.tasks.labels import as_label_map
 
 log = logging.getLogger("tumorseg")
 
 
-def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
+def native_reference(reference: str, case: str, record: dict) -> Grid:
     """The native grid of the case's input file, checked against the geometry record."""
     if slices.is_stack(reference):
         grid = slices.grid_of_stack(reference, case)
@@ -32,10 +32,10 @@ def native_reference(reference: str, case: str, record: dict) -> geo.Grid:
         raise InputError("reference image not found", case, reference)
     else:
         try:
-            grid = geo.Grid.from_file(reference)
+            grid = Grid.from_file(reference)
         except RuntimeError:
             raise InputError("cannot read the reference image's header", case, reference) from None
-    recorded = geo.Grid.from_dict(record["native"])
+    recorded = Grid.from_dict(record["native"])
     if not grid.same_as(recorded):
         raise InputError(
             f"the input is on {grid.describe()}, but it was preprocessed on "
@@ -64,7 +64,7 @@ def write_segmentation(
     with atomic_path(out_path) as tmp:
         sitk.WriteImage(out, str(tmp), useCompression=True)
         if not stack:
-            check_written(tmp, reference, case, geo.Grid.from_image(classes))
+            check_written(tmp, reference, case, Grid.from_image(classes))
 
 
 def check_written(written: str | Path, reference: str, case: str, grid=None) -> None:
@@ -76,13 +76,13 @@ def check_written(written: str | Path, reference: str, case: str, grid=None) -> 
         ref = nib.load(str(reference))
         ref_shape, ref_affine = ref.shape[:3], ref.affine
     else:
-        grid = grid if grid is not None else geo.Grid.from_file(reference)
+        grid = grid if grid is not None else Grid.from_file(reference)
         ref_shape, ref_affine = grid.shape_zyx[::-1], grid.affine_ras()
     if got.shape[:3] != tuple(ref_shape):
         raise geo.GeometryError(
             f"case {case}: written shape {got.shape} differs from the input's {ref_shape}"
         )
-    if not np.allclose(got.affine, ref_affine, atol=1e-4):
+    if not np.allclose(got.affine, ref_affine, atol=GRID_TOLERANCE):
         raise geo.GeometryError(
             f"case {case}: written affine\n{got.affine}\ndiffers from the input's\n{ref_affine}"
         )
@@ -325,7 +325,7 @@ def write_intensity(values: sitk.Image, reference: str, case: str, out_path: str
     values = sitk.Cast(values, sitk.sitkFloat32)
     with atomic_path(out_path) as tmp:
         sitk.WriteImage(values, str(tmp), useCompression=True)
-        check_written(tmp, reference, case, geo.Grid.from_image(values))
+        check_written(tmp, reference, case, Grid.from_image(values))
 
 
 def _to_native_intensity(values_ds, record, brain, scale=None) -> sitk.Image:

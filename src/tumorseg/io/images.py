@@ -15,7 +15,7 @@ from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.formats import LOCK as LOCK  # re-exported: the lock of every HDF5 (MINC) read
 from tumorseg.io.formats import hdf5_lock, image_io
-from tumorseg.preprocessing.geometry import Grid
+from tumorseg.io.grid import Grid
 
 log = logging.getLogger(__name__)
 

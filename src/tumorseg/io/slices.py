@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_dir
-from tumorseg.preprocessing.geometry import Grid
+from tumorseg.io.grid import Grid
 
 log = logging.getLogger("tumorseg")
 

@@ -16,123 +16,16 @@ Conventions
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
 import numpy as np
 import SimpleITK as sitk
 
+from tumorseg.io.grid import GRID_TOLERANCE, Grid
+
 CANONICAL_ORIENTATION = "LPS"  # ITK identity direction
-_TOL = 1e-4
 
 
 class GeometryError(RuntimeError):
     """The way back to native space did not land on the native grid."""
-
-
-@dataclass(frozen=True)
-class Grid:
-    size: tuple[int, int, int]
-    spacing: tuple[float, float, float]
-    origin: tuple[float, float, float]
-    direction: tuple[float, ...]
-
-    @classmethod
-    def from_image(cls, img: sitk.Image) -> Grid:
-        return cls(
-            size=tuple(int(v) for v in img.GetSize()[:3]),
-            spacing=tuple(float(v) for v in img.GetSpacing()[:3]),
-            origin=tuple(float(v) for v in img.GetOrigin()[:3]),
-            direction=tuple(float(v) for v in _direction3(img)),
-        )
-
-    @classmethod
-    def from_file(cls, path) -> Grid:
-        """The grid of an image file, from its header alone (no voxel is read); an
-        HDF5-based file (MINC) under the process-wide HDF5 lock."""
-        from tumorseg.io.formats import (  # stdlib only; imageio imports this module
-            hdf5_lock,
-            image_io,
-        )
-
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.SetImageIO(image_io(path))
-        with hdf5_lock(path):
-            reader.ReadImageInformation()
-        return cls.from_image(reader)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Grid:
-        return cls(
-            size=tuple(int(v) for v in d["size"]),
-            spacing=tuple(float(v) for v in d["spacing"]),
-            origin=tuple(float(v) for v in d["origin"]),
-            direction=tuple(float(v) for v in d["direction"]),
-        )
-
-    def to_dict(self) -> dict:
-        return {k: list(v) for k, v in asdict(self).items()}
-
-    @property
-    def shape_zyx(self) -> tuple[int, int, int]:
-        return self.size[::-1]
-
-    @property
-    def orientation(self) -> str:
-        return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(self.direction)
-
-    def matrix(self) -> np.ndarray:
-        return np.asarray(self.direction, dtype=float).reshape(3, 3)
-
-    def affine_lps(self) -> np.ndarray:
-        """4x4 voxel (x, y, z) -> LPS millimetre matrix."""
-        aff = np.eye(4)
-        aff[:3, :3] = self.matrix() * np.asarray(self.spacing)
-        aff[:3, 3] = self.origin
-        return aff
-
-    def affine_ras(self) -> np.ndarray:
-        """4x4 voxel -> RAS matrix, as in a NIfTI header (and nibabel's ``img.affine``)."""
-        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.affine_lps()
-
-    def centre(self) -> np.ndarray:
-        return self.affine_lps()[:3, :3] @ ((np.asarray(self.size) - 1) / 2.0) + np.asarray(
-            self.origin
-        )
-
-    def reference(self, pixel_type=sitk.sitkUInt8) -> sitk.Image:
-        img = sitk.Image(list(self.size), pixel_type)
-        self.apply(img)
-        return img
-
-    def apply(self, img: sitk.Image) -> sitk.Image:
-        img.SetSpacing(self.spacing)
-        img.SetOrigin(self.origin)
-        img.SetDirection(self.direction)
-        return img
-
-    def same_as(self, other: Grid, tol: float = _TOL) -> bool:
-        return (
-            self.size == other.size
-            and np.allclose(self.spacing, other.spacing, atol=tol, rtol=0)
-            and np.allclose(self.origin, other.origin, atol=tol, rtol=0)
-            and np.allclose(self.direction, other.direction, atol=tol, rtol=0)
-        )
-
-    def describe(self) -> str:
-        size = "x".join(str(v) for v in self.size)
-        spacing = "x".join(f"{v:g}" for v in self.spacing)
-        return f"{size} voxels of {spacing} mm, {self.orientation}"
-
-
-def _direction3(img: sitk.Image) -> tuple[float, ...]:
-    d = img.GetDirection()
-    if img.GetDimension() == 3:
-        return d
-    n = img.GetDimension()
-    return tuple(d[r * n + c] for r in range(3) for c in range(3))
 
 
 def canonical_grid(oriented: Grid, size, spacing) -> tuple[Grid, bool]:
@@ -147,8 +40,8 @@ def canonical_grid(oriented: Grid, size, spacing) -> tuple[Grid, bool]:
     identity = tuple(float(v) for v in np.eye(3).ravel())
     if (
         oriented.size == size
-        and np.allclose(oriented.spacing, spacing, atol=_TOL, rtol=0)
-        and np.allclose(oriented.direction, identity, atol=_TOL, rtol=0)
+        and np.allclose(oriented.spacing, spacing, atol=GRID_TOLERANCE, rtol=0)
+        and np.allclose(oriented.direction, identity, atol=GRID_TOLERANCE, rtol=0)
     ):
         return Grid(size, spacing, oriented.origin, identity), False
     half = (np.asarray(size) - 1) / 2.0 * np.asarray(spacing)
@@ -464,11 +357,6 @@ def labels_to_native(classes_ds: np.ndarray, record: dict, n_classes: int | None
     onehot = np.stack([classes_ds == c for c in range(n_classes)], axis=-1).astype(np.float32)
     img, _ = probabilities_to_native(onehot, record)
     return img
-
-
-def load_geometry(path: str | Path) -> dict:
-    """A case's geometry record (``geometry.json``)."""
-    return json.loads(Path(path).read_text())
 
 
 def _crop_box_grid(canonical: Grid, start, size) -> Grid:

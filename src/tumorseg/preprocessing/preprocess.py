@@ -14,10 +14,10 @@ import SimpleITK as sitk
 from tumorseg.errors import InputError
 from tumorseg.io import slices
 from tumorseg.io.atomic import atomic_path
+from tumorseg.io.grid import Grid, load_geometry
 from tumorseg.io.images import check_same_grid, read_case_images, read_image
 from tumorseg.preprocessing import geometry as geo
 from tumorseg.preprocessing.brainmask import mask_of
-from tumorseg.preprocessing.geometry import load_geometry
 from tumorseg.tasks.labels import UNLABELLED, LabelMap, as_label_map
 
 log = logging.getLogger("tumorseg")
@@ -50,7 +50,7 @@ def read_inputs(case: str, inputs: dict, settings: dict) -> CaseImages:
         images = read_case_images(case, inputs.get("images"), image, mods, channels)
         image_file = image or inputs["images"][mods[0]]
         seg_img = read_image(seg, case, "seg") if seg else None
-    native = geo.Grid.from_image(images[0])
+    native = Grid.from_image(images[0])
     mask_img = read_image(mask, case, "mask") if mask else None
     target = inputs.get("target") or None
     target_img = read_image(target, case, settings["target"]) if target else None
@@ -70,7 +70,7 @@ def _to_canonical(case: str, read: CaseImages, settings: dict, labels: LabelMap)
     """Reorient (exact) and, where needed, resample onto the canonical grid: arrays, label
     classes, a given brain mask, and the grids."""
     oriented_imgs = [geo.reorient(img) for img in read.images]
-    oriented = geo.Grid.from_image(oriented_imgs[0])
+    oriented = Grid.from_image(oriented_imgs[0])
     if read.stack:
         canonical, resample = geo.stack_canonical_grid(oriented, settings["stack"]["size"])
     else:
@@ -190,7 +190,7 @@ def preprocess_case(
     translation = bool(settings.get("target"))
     labels = None if translation else as_label_map(settings["labels"])
     read = read_inputs(case, inputs, settings)
-    native = geo.Grid.from_image(read.images[0])
+    native = Grid.from_image(read.images[0])
     arrays, classes, given, oriented, canonical, resample, _keep = _to_canonical(
         case, read, settings, labels
     )

@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 from tumorseg.errors import InputError
-from tumorseg.preprocessing.geometry import load_geometry
+from tumorseg.io.grid import load_geometry
 
 
 def read_record(case: str, geometry_json: str) -> dict:

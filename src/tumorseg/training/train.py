@@ -695,7 +695,7 @@ def write_target_scale(preprocessed_dir: str, cases: list[str], out_path: str) -
     """The training data's target intensity scale: the mean over the training cases of
     their in-brain target mean and SD (from their geometry records). Prediction maps
     z-scores back with it when ``translation.rescale_output`` is on."""
-    from tumorseg.preprocessing.geometry import load_geometry
+    from tumorseg.io.grid import load_geometry
 
     stats = [
         load_geometry(Path(preprocessed_dir) / c / "geometry.json")["target_normalisation"]
