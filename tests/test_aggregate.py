@@ -163,7 +163,7 @@ def test_summary_statistics(tmp_path):
         return hit.iloc[0]
 
     wt_test = np.array([0.9, 0.5, 0.7, 0.2])
-    r = get("test", "all", "WT", "dice")
+    r = get("test", "(all)", "WT", "dice")
     assert r["n"] == 4
     assert r["mean"] == pytest.approx(wt_test.mean())
     assert r["std"] == pytest.approx(wt_test.std(ddof=1))
@@ -177,7 +177,7 @@ def test_summary_statistics(tmp_path):
     r = get("val", "A", "WT", "dice")
     assert r["n"] == 1 and np.isnan(r["std"]) and r["median"] == pytest.approx(0.6)
     assert set(s["split"]) == {"test", "val"}
-    assert set(s["scanner"]) == {"all", "A", "B"}
+    assert set(s["scanner"]) == {"(all)", "A", "B"}
     assert "ceiling_dice" in set(s["metric"])
 
 

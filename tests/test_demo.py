@@ -11,6 +11,7 @@ import SimpleITK as sitk
 
 from tumorseg.demo import phantom as demo
 from tumorseg.errors import InputError
+from tumorseg.io.layouts import BRATS_MODALITIES
 from tumorseg.io.sheet import complete_sheet, scanner_from_case
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,16 +317,16 @@ def test_the_workflow_sheet_points_at_the_files_write_case_writes(table, tmp_pat
     from tumorseg.workflow_config import demo_sheet
 
     outdir = tmp_path / "demo"
-    config = {"demo": DEFAULTS, "modalities": list(demo.MODALITIES)}
+    config = {"demo": DEFAULTS, "modalities": list(BRATS_MODALITIES)}
     df = demo_sheet(config)
     assert list(df.columns) == ["case", "subject", "scanner", "flair", "t1", "t1ce", "t2", "seg"]
     assert list(df["case"]) == list(table["case"])
     assert (df.loc[df.case.str.contains("sub019"), "seg"] == "").all()
-    done = complete_sheet(df, outdir, list(demo.MODALITIES), REGEX, check_files=False)
+    done = complete_sheet(df, outdir, list(BRATS_MODALITIES), REGEX, check_files=False)
     assert done["labelled"].sum() == 24
     for rec in table.itertuples(index=False):
         paths = demo.case_paths(rec.case, outdir, bool(rec.labelled))
-        for key in [*demo.MODALITIES, "seg"]:
+        for key in [*BRATS_MODALITIES, "seg"]:
             assert done.loc[rec.case, key] == (
                 str(Path(paths[key]).resolve()) if key in paths else ""
             )

@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from tumorseg.demo import layouts as demo_layouts
 from tumorseg.errors import InputError
+from tumorseg.io.layouts import BRATS_MODALITIES
 from tumorseg.io.sheet import DEFAULT_SCANNER_REGEX, complete_sheet, read_sheet, scan_folder
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -179,7 +180,7 @@ def test_lgg_slices_look_the_same_way_on_every_grid():
     centres = []
     for scanner in ("siteA", "siteC"):
         grid = demo_layouts.shrunk_grid(scanner, 2)
-        images, label = demo._simulate("x", "sub002", scanner, 1, 0, demo.MODALITIES, grid)
+        images, label = demo._simulate("x", "sub002", scanner, 1, 0, BRATS_MODALITIES, grid)
         pairs = list(demo_layouts.lgg_slices(images, label, grid, 1, (160, 160)))
         rows_cols = np.argwhere(np.stack([m for _, m in pairs]) > 0)[:, 1:]
         centres.append((rows_cols.mean(axis=0) - 79.5) * grid["spacing"][0])

@@ -319,7 +319,7 @@ def test_summary_and_selection(tmp_path):
         "q3",
     ]
     cell = stats.query(
-        "model == 'unet' and split == 'val' and scanner == 'all' and metric == 'mae'"
+        "model == 'unet' and split == 'val' and scanner == '(all)' and metric == 'mae'"
     )
     assert cell["n"].item() == 2 and cell["mean"].item() == pytest.approx(0.35)
     assert cell["std"].item() == pytest.approx(np.std([0.3, 0.4], ddof=1))

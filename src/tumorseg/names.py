@@ -6,7 +6,8 @@ SPLITS = ("train", "val", "test")
 PREDICT = "predict"
 #: every split, in the order tables and pictures show them
 SPLIT_ORDER = (*SPLITS, PREDICT)
-#: the group and scanner of the totals' rows in the split summary
+#: the group or scanner of a row over all groups or all scanners, in the split summary and
+#: in the metric summaries (no scanner is named so: scanner IDs hold no parentheses)
 ALL = "(all)"
 
 

@@ -8,12 +8,12 @@ import pandas as pd
 
 from tumorseg.demo import phantom as demo
 from tumorseg.errors import InputError
+from tumorseg.io.layouts import BRATS_MODALITIES
 from tumorseg.io.sheet import complete_sheet, read_sheet
 from tumorseg.resources import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported for common.smk
 from tumorseg.tasks import labels
 
 #: the BraTS modality columns (the default `modalities` of a sheet with one file each)
-BRATS_MODALITIES = ["flair", "t1", "t1ce", "t2"]
 #: default `image_channels`: a 4D Decathlon file, and an LGG slice stack's RGB channels
 DEFAULT_CHANNELS = {"4d": ["flair", "t1", "t1ce", "t2"], "stack": ["t1", "flair", "t1ce"]}
 

@@ -38,7 +38,7 @@ from tumorseg.demo import phantom as demo
 from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.images import write_image  # atomic; MINC under the HDF5 lock
-from tumorseg.io.layouts import BRATS2023_NAMES
+from tumorseg.io.layouts import BRATS2023_NAMES, BRATS_MODALITIES
 
 LAYOUTS = ("brats2021", "brats2023", "decathlon", "lgg", "minc", "mha", "nrrd")
 #: label convention of each layout's files (what ``label_convention`` must say)
@@ -112,8 +112,8 @@ def _write_volumes(layout, folder, case_id, images, label, grid) -> None:
         if label is not None:
             label = _TO_BRATS2023[label]
     else:
-        names, sep, suffix = {m: m for m in demo.MODALITIES}, "_", _VOLUME_SUFFIX[layout]
-    volumes = {names[m]: demo._image(images[m], grid) for m in demo.MODALITIES}
+        names, sep, suffix = {m: m for m in BRATS_MODALITIES}, "_", _VOLUME_SUFFIX[layout]
+    volumes = {names[m]: demo._image(images[m], grid) for m in BRATS_MODALITIES}
     if label is not None:
         volumes["seg"] = demo._image(label, grid)
     for name, img in volumes.items():
@@ -130,7 +130,7 @@ def _appledouble(path: Path, seed: int) -> None:
 
 
 def _write_decathlon(outdir, case_id, images, label, grid, seed) -> dict:
-    img = sitk.JoinSeries([demo._image(images[m], grid) for m in demo.MODALITIES])
+    img = sitk.JoinSeries([demo._image(images[m], grid) for m in BRATS_MODALITIES])
     sub = "imagesTr" if label is not None else "imagesTs"
     path = outdir / sub / f"{case_id}.nii.gz"
     write_image(img, path)
@@ -198,7 +198,7 @@ def lgg_slices(images, label, grid, slice_step=1, slice_size=(256, 256)):
     def lps(array):
         return sitk.GetArrayFromImage(sitk.DICOMOrient(demo._image(array, grid), "LPS"))
 
-    arrays = {m: lps(images[m]) for m in demo.MODALITIES}
+    arrays = {m: lps(images[m]) for m in BRATS_MODALITIES}
     brain = np.any([a != 0 for a in arrays.values()], axis=0)
     rgb = np.stack([_to_uint8(arrays[m], brain) for m in LGG_CHANNELS], axis=-1)
     tumour = None if label is None else np.where(lps(label) > 0, 255, 0).astype(np.uint8)
@@ -264,7 +264,7 @@ def export(
     for rec in table.itertuples(index=False):
         grid = shrunk_grid(rec.scanner, shrink)
         images, label = demo._simulate(
-            rec.case, rec.subject, rec.scanner, int(rec.session), int(seed), demo.MODALITIES, grid
+            rec.case, rec.subject, rec.scanner, int(rec.session), int(seed), BRATS_MODALITIES, grid
         )
         label = label if rec.labelled else None
         case_id, n_slices = rec.case, 0

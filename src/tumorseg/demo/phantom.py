@@ -42,10 +42,10 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_path
+from tumorseg.io.grid import IDENTITY_DIRECTION
+from tumorseg.io.layouts import BRATS_MODALITIES  # the demo's modalities, in order
 from tumorseg.io.sheet import SAFE_ID
 
-#: modalities the demo can generate, in the default channel order
-MODALITIES = ("flair", "t1", "t1ce", "t2")
 MAX_SCANNERS = 6
 #: scanner names, in order
 SCANNERS = tuple(f"site{string.ascii_uppercase[i]}" for i in range(MAX_SCANNERS))
@@ -59,7 +59,6 @@ _CENTRE = tuple(o + (n - 1) / 2 for o, n in zip(_BRATS_ORIGIN, _BRATS_SIZE, stri
 _OTHER_SIZE = (200, 200, 130)
 _OTHER_SPACING = 1.2
 _OTHER_DIRECTION = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # RAS
-_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 #: tissues in painting order (later ones cover earlier ones)
 _TISSUES = ("wm", "gm", "deepgm", "csf", "edema", "core", "necrosis")
@@ -148,7 +147,7 @@ def scanner_grid(scanner: str) -> dict:
             "size": _BRATS_SIZE,
             "spacing": (1.0, 1.0, 1.0),
             "origin": _BRATS_ORIGIN,
-            "direction": _IDENTITY,
+            "direction": IDENTITY_DIRECTION,
         }
     signs = np.diag(np.reshape(_OTHER_DIRECTION, (3, 3)))
     origin = tuple(
@@ -207,7 +206,7 @@ def subject_params(seed: int, subject: str) -> SubjectParams:
     ventricle_scale = float(rng.uniform(0.7, 1.5))
     n_cols = len(next(iter(_INTENSITY.values())))
     gains = {}
-    for mod in MODALITIES:
+    for mod in BRATS_MODALITIES:
         g = rng.uniform(0.95, 1.05, n_cols)
         g[4:] *= rng.uniform(0.85, 1.15, n_cols - 4)  # tumour contrasts vary more
         gains[mod] = tuple(float(v) for v in g)
@@ -249,7 +248,7 @@ def scanner_params(seed: int, scanner: str) -> ScannerParams:
     """Intensity scale, bias field and noise level of ``scanner`` (from ``(seed, scanner)``)."""
     rng = _rng(seed, "scanner", scanner)
     scale = float(rng.uniform(0.6, 1.8))
-    per_mod = {m: float(scale * rng.uniform(0.85, 1.15)) for m in MODALITIES}
+    per_mod = {m: float(scale * rng.uniform(0.85, 1.15)) for m in BRATS_MODALITIES}
     amplitude = float(rng.uniform(0.08, 0.25))
     v = rng.standard_normal(3)
     v /= np.linalg.norm(v)
@@ -546,7 +545,7 @@ def _image(array: np.ndarray, grid: dict) -> sitk.Image:
 
 
 def case_paths(
-    case: str, outdir: str | os.PathLike, labelled: bool, modalities=MODALITIES
+    case: str, outdir: str | os.PathLike, labelled: bool, modalities=BRATS_MODALITIES
 ) -> dict[str, str]:
     """The files of a demo case: ``<outdir>/<case>/<case>_<mod>.nii.gz`` (and ``seg``)."""
     folder = Path(outdir) / case
@@ -556,11 +555,11 @@ def case_paths(
 
 def _check_modalities(modalities, case=None) -> tuple[str, ...]:
     modalities = tuple(modalities)
-    bad = [m for m in modalities if m not in MODALITIES]
+    bad = [m for m in modalities if m not in BRATS_MODALITIES]
     if bad or not modalities:
         raise InputError(
             f"the demo dataset cannot generate modalities {bad or '[]'}; "
-            f"it has {list(MODALITIES)} (set config `modalities` to some of them)",
+            f"it has {list(BRATS_MODALITIES)} (set config `modalities` to some of them)",
             case,
         )
     return modalities
@@ -574,7 +573,7 @@ def write_case(
     labelled: bool,
     outdir: str,
     seed: int,
-    modalities=MODALITIES,
+    modalities=BRATS_MODALITIES,
 ) -> dict[str, str]:
     """Generate one demo case and write it as compressed NIfTI; return its paths by
     modality (and ``seg`` when labelled). Deterministic from ``seed`` and the IDs."""

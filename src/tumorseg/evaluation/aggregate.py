@@ -18,7 +18,7 @@ import pandas as pd
 from tumorseg.errors import InputError
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
 from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
-from tumorseg.names import PREDICT, in_split_order
+from tumorseg.names import ALL, PREDICT, in_split_order
 from tumorseg.names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
 from tumorseg.report import figures
 from tumorseg.tasks.labels import as_label_map
@@ -52,7 +52,6 @@ SUMMARY_COLUMNS = (
 )
 #: preferred region order (the BraTS one); other maps keep their own order
 REGION_ORDER = tuple(as_label_map("brats2017").regions)
-ALL = "all"
 
 
 def _region_key(series: pd.Series, order=REGION_ORDER) -> pd.Series:

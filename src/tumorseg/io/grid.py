@@ -22,6 +22,8 @@ from tumorseg.io.formats import hdf5_lock, image_io
 #: largest difference of spacing, origin (mm) or direction cosine between two grids, or two
 #: affines, that still counts as the same grid
 GRID_TOLERANCE = 1e-4
+#: the identity direction (row-major 3x3): axes along L, P, S
+IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ import pandas as pd
 from tumorseg.errors import InputError
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mnc", ".mha", ".mhd", ".nrrd", ".nhdr")
-SLICE_SUFFIXES = (".tif", ".tiff")
-DEFAULT_MODALITIES = ("flair", "t1", "t1ce", "t2")
+#: the slice files of the LGG layout (a slice stack elsewhere may also be PNG:
+#: :data:`tumorseg.io.slices.SLICE_SUFFIXES`)
+LGG_SUFFIXES = (".tif", ".tiff")
+#: the four modalities of the BraTS layouts, in the order cases list them by default
+BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 #: BraTS 2023+ file names of the BraTS 2017-2021 modalities
 BRATS2023_NAMES = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w"}
 DECATHLON_DIRS = ("imagesTr", "labelsTr", "imagesTs")
@@ -98,7 +101,7 @@ def image_suffix(name: str) -> str | None:
 def _kind(folder: Path) -> str | None:
     """``"brats"`` (image files), ``"lgg"`` (tif slices), ``"mixed"`` (both) or None."""
     files = [p for p in entries(folder) if p.is_file()]
-    has_tif = any(p.name.lower().endswith(SLICE_SUFFIXES) for p in files)
+    has_tif = any(p.name.lower().endswith(LGG_SUFFIXES) for p in files)
     has_img = any(image_suffix(p.name) for p in files)
     if has_tif and has_img:
         return "mixed"
@@ -114,7 +117,7 @@ def _names(paths: list[Path], limit: int = 5) -> str:
     return ", ".join(names) + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def scan_folder(folder: str | Path, modalities=DEFAULT_MODALITIES) -> FolderScan:
+def scan_folder(folder: str | Path, modalities=BRATS_MODALITIES) -> FolderScan:
     """Recognise the layout of ``folder`` and list its cases.
 
     ``modalities`` names the modality columns of a BraTS folder (2023+ names are found
@@ -184,7 +187,7 @@ def _unknown(folder: Path, found: list[Path]) -> InputError:
     if dirs:
         seen.append(f"folders without image files {_names(dirs)}")
     hint = ""
-    if any(image_suffix(p.name) or p.name.lower().endswith(SLICE_SUFFIXES) for p in files):
+    if any(image_suffix(p.name) or p.name.lower().endswith(LGG_SUFFIXES) for p in files):
         hint = "; the images lie directly in the folder: give each case its own folder"
     deeper = [d for d in dirs if any(_kind(s) for s in entries(d) if s.is_dir())]
     deeper += [d for d in dirs if any((d / n).is_dir() for n in DECATHLON_DIRS)]
@@ -318,7 +321,7 @@ def _lgg_patient(folder: Path) -> dict:
     pattern = re.compile(rf"^{re.escape(patient)}_([1-9][0-9]*)(_mask)?\.tif$")
     images, masks = {}, {}
     for path in entries(folder):
-        if not (path.is_file() and path.name.lower().endswith(SLICE_SUFFIXES)):
+        if not (path.is_file() and path.name.lower().endswith(LGG_SUFFIXES)):
             continue
         match = pattern.match(path.name)
         if match is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from tumorseg.errors import InputError
-from tumorseg.io.layouts import DEFAULT_MODALITIES, IMAGE_SUFFIXES, LAYOUTS, FolderScan, scan_folder
+from tumorseg.io.layouts import BRATS_MODALITIES, IMAGE_SUFFIXES, LAYOUTS, FolderScan, scan_folder
 from tumorseg.io.tables import read_tsv
 
 __all__ = [
@@ -209,7 +209,7 @@ def complete_sheet(
     return df.set_index("case", drop=False)
 
 
-def sheet_from_folder(folder: str | Path, modalities=DEFAULT_MODALITIES) -> pd.DataFrame:
+def sheet_from_folder(folder: str | Path, modalities=BRATS_MODALITIES) -> pd.DataFrame:
     """The sheet of a dataset folder in any layout of :data:`LAYOUTS` (absolute paths);
     :func:`scan_folder` also says which layout it is."""
     return scan_folder(folder, modalities).table
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="sample sheet to write (TSV)")
     ap.add_argument(
         "--modalities",
-        default=",".join(DEFAULT_MODALITIES),
+        default=",".join(BRATS_MODALITIES),
         help="comma-separated modality names of a BraTS folder (default: %(default)s)",
     )
     ap.add_argument("--scanner", help="scanner value for every case (default: from the case ID)")

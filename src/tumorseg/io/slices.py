@@ -20,13 +20,12 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_dir
-from tumorseg.io.grid import Grid
+from tumorseg.io.grid import IDENTITY_DIRECTION, Grid
 
 log = logging.getLogger("tumorseg")
 
 SLICE_SUFFIXES = (".tif", ".tiff", ".png")
 _SLICE = re.compile(r"^(?P<stem>.+?)_(?P<k>\d+)(?P<mask>_mask)?(?P<ext>\.tiff?|\.png)$", re.I)
-_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def find_stack(folder: str | Path, case: str | None = None, images: bool = True)
 def stack_grid(shape_zyx) -> Grid:
     """The stack grid of a (z, y, x) volume: unit spacing, origin 0, identity direction."""
     z, y, x = (int(v) for v in shape_zyx)
-    return Grid((x, y, z), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), _IDENTITY)
+    return Grid((x, y, z), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), IDENTITY_DIRECTION)
 
 
 def grid_of_stack(folder: str | Path, case: str | None = None) -> Grid:

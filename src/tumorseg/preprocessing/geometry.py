@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from tumorseg.io.grid import GRID_TOLERANCE, Grid
+from tumorseg.io.grid import GRID_TOLERANCE, IDENTITY_DIRECTION, Grid
 
 CANONICAL_ORIENTATION = "LPS"  # ITK identity direction
 
@@ -37,7 +37,7 @@ def canonical_grid(oriented: Grid, size, spacing) -> tuple[Grid, bool]:
     """
     size = tuple(int(v) for v in size)
     spacing = tuple(float(v) for v in spacing)
-    identity = tuple(float(v) for v in np.eye(3).ravel())
+    identity = IDENTITY_DIRECTION
     if (
         oriented.size == size
         and np.allclose(oriented.spacing, spacing, atol=GRID_TOLERANCE, rtol=0)

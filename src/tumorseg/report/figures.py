@@ -459,8 +459,6 @@ SOURCE_STYLE = {
 }
 #: the translation box plots' metrics: (column, axis label)
 BOX_METRICS = (("mae", "MAE (z-score units)"), ("ssim", "SSIM"), ("psnr", "PSNR (dB)"))
-#: the group of every scanner in the translation box plots
-ALL_SCANNERS = "all"
 
 
 def pick_translation_cases(table: pd.DataFrame, split: str, candidates, max_cases: int = 3):
@@ -645,7 +643,7 @@ def _source_boxes(ax, table: pd.DataFrame, groups: list[str], metric: str) -> No
         per_group = []  # a source without its column draws nothing
         if column in table:
             for group in groups:
-                sub = table if group == ALL_SCANNERS else table[table["scanner"] == group]
+                sub = table if group == ALL else table[table["scanner"] == group]
                 values = pd.to_numeric(sub[column], errors="coerce").to_numpy(dtype=float)
                 per_group.append(values[np.isfinite(values)])
         series.append((colour, per_group))
@@ -666,7 +664,7 @@ def plot_translation_boxplots(per_case_tsv: str, out_png: str, model: str) -> No
         message_figure(out_png, f"{model}: no case with a real target was scored")
         return
     splits = in_split_order(table["split"])
-    groups = [ALL_SCANNERS, *sorted(table["scanner"].astype(str).unique())]
+    groups = [ALL, *sorted(table["scanner"].astype(str).unique())]
     width = max(3.5, 0.55 * len(groups) + 1.5)
     with _figure(out_png, figsize=(3 * width + 1.5, 3.2 * len(splits) + 0.6)) as fig:
         axes = fig.subplots(len(splits), 3, squeeze=False)
