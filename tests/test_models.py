@@ -8,14 +8,9 @@ import pytest
 from training_fixtures import model_defaults
 
 from tumorseg.errors import InputError
-from tumorseg.training.losses import (
-    OneCycle,
-    RegionDice,
-    get_loss,
-    get_optimizer,
-    region_dice_metrics,
-)
+from tumorseg.training.losses import RegionDice, get_loss, region_dice_metrics
 from tumorseg.training.models import build_model, forward_flops, parameter_counts
+from tumorseg.training.optim import OneCycle, get_optimizer
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 

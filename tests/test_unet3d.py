@@ -17,7 +17,7 @@ import pytest
 from training_fixtures import model_defaults, write_synthetic_cases
 
 from tumorseg.errors import InputError
-from tumorseg.resources import estimate_mem_mb
+from tumorseg.training.memory import estimate_mem_mb
 from tumorseg.training.models import build_model, forward_flops
 from tumorseg.training.train import Checkpoints, train_model
 

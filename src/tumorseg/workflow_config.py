@@ -10,7 +10,6 @@ from tumorseg.demo import phantom as demo
 from tumorseg.errors import InputError
 from tumorseg.io.layouts import BRATS_MODALITIES
 from tumorseg.io.sheet import complete_sheet, read_sheet
-from tumorseg.resources import RUNTIME_KEYS as RUNTIME_KEYS  # re-exported for common.smk
 from tumorseg.tasks import labels
 
 #: the BraTS modality columns (the default `modalities` of a sheet with one file each)

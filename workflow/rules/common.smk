@@ -11,10 +11,10 @@ from tumorseg.demo import phantom as demo  # noqa: E402
 from tumorseg.batches import assign_batches, batch_runtime  # noqa: E402
 from tumorseg.code_digest import script_digests  # noqa: E402
 from tumorseg.tasks.labels import spec_from_config  # noqa: E402
-from tumorseg.resources import estimate_mem_mb  # noqa: E402
+from tumorseg.training.memory import estimate_mem_mb  # noqa: E402
 from tumorseg.io.slices import is_stack  # noqa: E402
+from tumorseg.resources import RUNTIME_KEYS  # noqa: E402
 from tumorseg.workflow_config import (  # noqa: E402
-    RUNTIME_KEYS,
     check_config,
     model_runs,
     preprocess_settings,

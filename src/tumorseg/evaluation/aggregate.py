@@ -19,7 +19,6 @@ from tumorseg.errors import InputError
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
 from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
 from tumorseg.names import ALL, PREDICT, in_split_order
-from tumorseg.names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
 from tumorseg.report import figures
 from tumorseg.tasks.labels import as_label_map
 

@@ -36,7 +36,6 @@ from tumorseg.io.grid import Grid
 from tumorseg.io.images import check_same_grid, read_image
 from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
 from tumorseg.names import ALL, in_split_order
-from tumorseg.names import SPLIT_ORDER as SPLIT_ORDER  # re-exported
 from tumorseg.preprocessing.brainmask import mask_of
 from tumorseg.report.figures import plot_translation_boxplots, plot_translation_cases
 from tumorseg.tasks.translation import input_names, norm_stats, read_record, zscore

@@ -13,7 +13,6 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_path
-from tumorseg.io.formats import LOCK as LOCK  # re-exported: the lock of every HDF5 (MINC) read
 from tumorseg.io.formats import hdf5_lock, image_io
 from tumorseg.io.grid import Grid
 
@@ -26,7 +25,7 @@ def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> 
     Raises :class:`InputError` for a missing or unreadable file (corrupt gzip included),
     the wrong dimensionality, or NaN / infinite voxels. Logs the case and the file first,
     so that after a native crash the log's last line names them. HDF5-based formats
-    (MINC) are read under :data:`LOCK`, others with their reader named.
+    (MINC) are read under :data:`tumorseg.io.formats.LOCK`, others with their reader named.
     """
     path = Path(path)
     if not path.is_file():

@@ -38,13 +38,11 @@ import pandas as pd
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.tables import write_json
 from tumorseg.report.figures import plot_curves
-from tumorseg.resources import RUNTIME_KEYS, estimate_mem_mb
+from tumorseg.resources import RUNTIME_KEYS
+from tumorseg.training.memory import estimate_mem_mb
 from tumorseg.training.precision import policy_name, training_policy
 
 log = logging.getLogger("tumorseg.train")
-
-#: settings that only size the job, not what it computes (left out of the fingerprint)
-RESOURCE_KEYS = RUNTIME_KEYS
 
 
 #: validation metrics of image translation, and the one that selects the best epoch
@@ -103,7 +101,7 @@ def configure_tensorflow(threads: int) -> list:
 
 
 def _fingerprint(settings: dict, extra: dict) -> str:
-    content = {k: v for k, v in sorted(settings.items()) if k not in RESOURCE_KEYS}
+    content = {k: v for k, v in sorted(settings.items()) if k not in RUNTIME_KEYS}
     blob = json.dumps({"settings": content, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -319,9 +317,10 @@ def compiled_model(
     import keras
 
     from tumorseg.training import losses
+    from tumorseg.training.optim import get_optimizer
 
     model = build(settings, n_channels, size, labels, policy, fused_batch_norm)
-    optimizer = losses.get_optimizer(settings, total_steps)
+    optimizer = get_optimizer(settings, total_steps)
     if policy == "mixed_float16":  # bfloat16 has float32's range: no loss scaling
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     if labels is None:
