@@ -26,7 +26,6 @@ headers are the same).
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from pathlib import Path
 
@@ -36,9 +35,9 @@ import SimpleITK as sitk
 
 from tumorseg.demo import phantom as demo
 from tumorseg.errors import InputError
-from tumorseg.io.atomic import atomic_path
 from tumorseg.io.images import write_image  # atomic; MINC under the HDF5 lock
 from tumorseg.io.layouts import BRATS2023_NAMES, BRATS_MODALITIES
+from tumorseg.io.tables import write_json
 
 LAYOUTS = ("brats2021", "brats2023", "decathlon", "lgg", "minc", "mha", "nrrd")
 #: label convention of each layout's files (what ``label_convention`` must say)
@@ -163,8 +162,7 @@ def _decathlon_json(outdir: Path, entries: list[dict]) -> None:
         "training": training,
         "test": test,
     }
-    with atomic_path(outdir / "dataset.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=4) + "\n")
+    write_json(outdir / "dataset.json", meta)
 
 
 # --------------------------------------------------------------------------- LGG slices

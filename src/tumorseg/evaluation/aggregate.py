@@ -17,7 +17,8 @@ import pandas as pd
 
 from tumorseg.errors import InputError
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
-from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
+from tumorseg.evaluation.summary import describe, summarise_runs
+from tumorseg.io.tables import read_splits, read_tsv, write_tsv
 from tumorseg.names import ALL, PREDICT, in_split_order
 from tumorseg.report import figures
 from tumorseg.tasks.labels import as_label_map

@@ -50,7 +50,7 @@ import pandas as pd
 from scipy import ndimage
 
 from tumorseg.errors import InputError
-from tumorseg.io.atomic import atomic_path
+from tumorseg.io.tables import write_tsv
 from tumorseg.tasks.labels import as_label_map
 
 log = logging.getLogger(__name__)
@@ -295,8 +295,7 @@ def evaluate_case(
             row.hd95,
             "n/a" if np.isnan(row.ceiling_dice) else f"{row.ceiling_dice:.4f}",
         )
-    with atomic_path(out_path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="NA")
+    write_tsv(table, out_path)
 
 
 def evaluate_batch(cases: list[dict], labels, slice_metrics=False, case_logs=None) -> None:

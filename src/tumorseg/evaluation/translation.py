@@ -32,9 +32,10 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.evaluation.regression import IMAGE_METRICS, image_metrics, real_data_range
+from tumorseg.evaluation.summary import describe, summarise_runs
 from tumorseg.io.grid import Grid
 from tumorseg.io.images import check_same_grid, read_image
-from tumorseg.io.tables import describe, read_splits, read_tsv, summarise_runs, write_tsv
+from tumorseg.io.tables import read_splits, read_tsv, write_tsv
 from tumorseg.names import ALL, in_split_order
 from tumorseg.preprocessing.brainmask import mask_of
 from tumorseg.report.figures import plot_translation_boxplots, plot_translation_cases

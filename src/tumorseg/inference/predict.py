@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -18,6 +17,7 @@ from tumorseg.errors import InputError
 from tumorseg.io import slices
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.grid import GRID_TOLERANCE, Grid, load_geometry
+from tumorseg.io.tables import read_json
 from tumorseg.preprocessing import geometry as geo
 from tumorseg.tasks.labels import as_label_map
 
@@ -371,7 +371,7 @@ def write_translation(
     t0 = time.perf_counter()
     record = forward["record"]
     brain = native_brain(case, inputs, record, mask_path, brain_threshold)
-    scale = json.loads(Path(scale_json).read_text()) if scale_json else None
+    scale = read_json(scale_json, "target scale", case) if scale_json else None
     out = _to_native_intensity(forward["values"], record, brain, scale)
     times["inversion"] = time.perf_counter() - t0
     t0 = time.perf_counter()

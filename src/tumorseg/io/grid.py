@@ -10,7 +10,6 @@ grids differ, for the error messages of every reader and writer that checks one.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tumorseg.io.formats import hdf5_lock, image_io
+from tumorseg.io.tables import read_json
 
 #: largest difference of spacing, origin (mm) or direction cosine between two grids, or two
 #: affines, that still counts as the same grid
@@ -140,6 +140,7 @@ def grid_differences(a: Grid, b: Grid, tol: float = GRID_TOLERANCE) -> list[str]
     return problems
 
 
-def load_geometry(path: str | Path) -> dict:
-    """A case's geometry record (``geometry.json``)."""
-    return json.loads(Path(path).read_text())
+def load_geometry(path: str | Path, case: str | None = None) -> dict:
+    """A case's geometry record (``geometry.json``, written by preprocessing), or
+    :class:`~tumorseg.errors.InputError` naming the case and the file."""
+    return read_json(path, "geometry record", case)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from tumorseg.errors import InputError
 from tumorseg.io.layouts import BRATS_MODALITIES, IMAGE_SUFFIXES, LAYOUTS, FolderScan, scan_folder
-from tumorseg.io.tables import read_tsv
+from tumorseg.io.tables import read_tsv, write_tsv
 
 __all__ = [
     "DEFAULT_SCANNER_REGEX",
@@ -217,17 +217,12 @@ def sheet_from_folder(folder: str | Path, modalities=BRATS_MODALITIES) -> pd.Dat
 
 def write_completed_sheet(table: dict, path: str | Path) -> None:
     """Write the completed sheet's ``case``, ``subject``, ``scanner``, ``labelled``."""
-    from tumorseg.io.atomic import atomic_path
-
     df = pd.DataFrame(table)[["case", "subject", "scanner", "labelled"]]
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False)
+    write_tsv(df, path, na_rep="")
 
 
 def write_folder_sheet(scan: FolderScan, path: str | Path, scanner: str | None = None) -> Path:
     """Write ``scan.table`` as a TSV sheet with paths relative to the sheet's folder."""
-    from tumorseg.io.atomic import atomic_path
-
     out = Path(path).resolve()
     df = scan.table.copy()
     for col in df.columns:
@@ -238,8 +233,7 @@ def write_folder_sheet(scan: FolderScan, path: str | Path, scanner: str | None =
             df["scanner"] = scanner
         else:
             df.insert(1, "scanner", scanner)
-    with atomic_path(out) as tmp:
-        df.to_csv(tmp, sep="\t", index=False)
+    write_tsv(df, out, na_rep="")
     return out
 
 

@@ -1,14 +1,11 @@
-"""The one reader and writer of the workflow's TSV tables, and its JSON writer; the split
-table's reader and the summary of several runs' per-case tables (segmentation and
-translation alike)."""
+"""The one reader and writer of the workflow's TSV tables and JSON files, and the split
+table's reader."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tumorseg.errors import InputError
@@ -51,9 +48,24 @@ def write_tsv(df: pd.DataFrame, path: str | Path, na_rep: str = "NA") -> None:
 
 
 def write_json(path: str | Path, obj) -> None:
-    """Write ``obj`` atomically as indented JSON with sorted keys."""
+    """Write ``obj`` atomically as indented JSON with sorted keys and a final newline."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+        tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path, what: str, case: str | None = None) -> dict:
+    """Read a JSON object, raising :class:`InputError` (naming ``what``, the case and the
+    file) when it is missing, cannot be parsed or is not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found", case, path)
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read the {what} ({err})", case, path) from None
+    if not isinstance(obj, dict):
+        raise InputError(f"the {what} is not a JSON object", case, path)
+    return obj
 
 
 def read_splits(splits_tsv: str | Path) -> pd.DataFrame:
@@ -67,54 +79,3 @@ def read_splits(splits_tsv: str | Path) -> pd.DataFrame:
     if dups:
         raise InputError(f"split table lists cases more than once: {dups}", path=splits_tsv)
     return splits
-
-
-def describe(values: pd.Series) -> dict:
-    """``n``, ``mean``, sample ``std`` (ddof=1; NaN for one value), ``median`` and quartiles
-    ``q1``, ``q3`` (linear interpolation) of the numeric, non-missing ``values``; ``{}``
-    when there are none."""
-    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
-    if v.size == 0:
-        return {}
-    with np.errstate(invalid="ignore"):  # a PSNR may be inf (a perfect case)
-        q1, median, q3 = np.percentile(v, [25, 50, 75])
-        std = float(v.std(ddof=1)) if v.size > 1 else float("nan")
-        return {
-            "n": int(v.size),
-            "mean": float(v.mean()),
-            "std": std,
-            "median": float(median),
-            "q1": float(q1),
-            "q3": float(q3),
-        }
-
-
-def summarise_runs(
-    per_case_tsvs: dict[str, str],
-    required: Sequence[str],
-    summarise_one: Callable[[pd.DataFrame, str], pd.DataFrame],
-    compare_all: Callable[[dict[str, pd.DataFrame]], pd.DataFrame],
-    summary_columns: Sequence[str],
-    out_summary: str | Path,
-    out_comparison: str | Path,
-) -> None:
-    """Read several runs' per-case tables (``{run: path}``), each checked for the
-    ``required`` columns; write ``summarise_one(table, run)`` of every run (in sorted order)
-    to ``out_summary`` (the header ``summary_columns`` alone when there is nothing) and
-    ``compare_all({run: table})`` to ``out_comparison``."""
-    tables = {}
-    for model, path in per_case_tsvs.items():
-        table = read_tsv(path, f"per-case table of run {model}")
-        missing = [c for c in required if c not in table]
-        if missing:
-            raise InputError(f"per-case table lacks the columns {missing}", path=path)
-        tables[model] = table
-    parts = [summarise_one(tables[m], m) for m in sorted(tables)]
-    parts = [p for p in parts if not p.empty]
-    stats = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=list(summary_columns))
-    )
-    write_tsv(stats, out_summary)
-    write_tsv(compare_all(tables), out_comparison)

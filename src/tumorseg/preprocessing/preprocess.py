@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from tumorseg.io import slices
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.grid import Grid, load_geometry
 from tumorseg.io.images import check_same_grid, read_case_images, read_image
+from tumorseg.io.tables import read_tsv, write_json, write_tsv
 from tumorseg.preprocessing import geometry as geo
 from tumorseg.preprocessing.brainmask import mask_of
 from tumorseg.tasks.labels import UNLABELLED, LabelMap, as_label_map
@@ -288,10 +288,8 @@ def _write_outputs(outputs: dict, image, label, slices_df: pd.DataFrame, record:
     """Write the arrays (``label``, or ``target`` for translation), slices and record."""
     _save_npy(outputs["image"], image)
     _save_npy(outputs["target" if "target" in outputs else "label"], label)
-    with atomic_path(outputs["slices"]) as tmp:
-        slices_df.to_csv(tmp, sep="\t", index=False)
-    with atomic_path(outputs["geometry"]) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    write_tsv(slices_df, outputs["slices"], na_rep="")
+    write_json(outputs["geometry"], record)
 
 
 def _save_npy(path: str, arr: np.ndarray) -> None:
@@ -307,7 +305,7 @@ def summarise(geometry_jsons: list[str], slices_tsvs: list[str], out_path: str) 
     rows = []
     for geom_path, slices_path in zip(geometry_jsons, slices_tsvs, strict=True):
         rec = load_geometry(geom_path)
-        slices = pd.read_csv(slices_path, sep="\t")
+        slices = read_tsv(slices_path, "slice table")
         native = rec["native"]
         row = {
             "case": rec["case"],
@@ -334,6 +332,5 @@ def summarise(geometry_jsons: list[str], slices_tsvs: list[str], out_path: str) 
             r["lost_brain_voxels"],
             r["lost_tumour_voxels"],
         )
-    with atomic_path(out_path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False)
+    write_tsv(df, out_path, na_rep="")
     return df

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
+from tumorseg.io.grid import load_geometry
 from tumorseg.report.figures import plot_qc
 from tumorseg.tasks.labels import UNLABELLED
 
@@ -18,7 +16,7 @@ def qc_picture(image_npy: str, label_npy: str, geometry_json: str, out_png: str)
     z-scored target, drawn as one more column)."""
     image = np.load(image_npy, allow_pickle=False).astype(np.float32)
     label = np.load(label_npy, allow_pickle=False)
-    record = json.loads(Path(geometry_json).read_text())
+    record = load_geometry(geometry_json)
     if record.get("task") == "translation":  # the target is shown as one more column
         if record.get("has_target"):
             image = np.concatenate([image, label[..., None].astype(np.float32)], axis=-1)

@@ -11,8 +11,6 @@ the brain. Used by :mod:`tumorseg.evaluation.translation` (the scores) and
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from tumorseg.errors import InputError
@@ -21,14 +19,7 @@ from tumorseg.io.grid import load_geometry
 
 def read_record(case: str, geometry_json: str) -> dict:
     """The geometry record of a translation case that has a target, or :class:`InputError`."""
-    try:
-        record = load_geometry(geometry_json)
-    except FileNotFoundError:
-        raise InputError("geometry record not found", case, geometry_json) from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read the geometry record ({err})", case, geometry_json) from None
-    if not isinstance(record, dict):
-        raise InputError("the geometry record is not a JSON object", case, geometry_json)
+    record = load_geometry(geometry_json, case)
     if record.get("task", "translation") != "translation":
         raise InputError(
             f"the geometry record is of task {record['task']!r}, not translation",

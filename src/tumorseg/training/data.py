@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.errors import InputError
-from tumorseg.io.sheet import read_sheet
+from tumorseg.io.tables import read_splits
 
 
 def voxel_columns(n_classes: int) -> list[str]:
@@ -38,10 +38,7 @@ def read_split(splits_path: str | Path, fold: int | None = None) -> tuple[list[s
     the rows with ``fold == f`` validate, the other rows with ``fold >= 0`` train (rows of
     the test and predict splits never take part).
     """
-    df = read_sheet(splits_path)
-    for col in ("case", "split"):
-        if col not in df.columns:
-            raise InputError(f"the splits table has no `{col}` column", path=splits_path)
+    df = read_splits(splits_path)
     if fold is None:
         train = df.loc[df["split"] == "train", "case"]
         val = df.loc[df["split"] == "val", "case"]

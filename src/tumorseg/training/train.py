@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from tumorseg.io.atomic import atomic_path
-from tumorseg.io.tables import write_json
+from tumorseg.io.tables import read_json, write_json
 from tumorseg.report.figures import plot_curves
 from tumorseg.resources import RUNTIME_KEYS
 from tumorseg.training.memory import estimate_mem_mb
@@ -117,7 +117,7 @@ class Checkpoints:
         self.folder.mkdir(parents=True, exist_ok=True)
         fp_path = self.folder / "fingerprint.json"
         if fp_path.is_file():
-            old = json.loads(fp_path.read_text()).get("hash")
+            old = read_json(fp_path, "checkpoint fingerprint").get("hash")
             if old != fingerprint:
                 log.warning(
                     "discarding the checkpoint in %s: made with other settings or data",
@@ -132,8 +132,8 @@ class Checkpoints:
         pointer = self.folder / "latest.json"
         if not pointer.is_file():
             return None
-        folder = self.folder / json.loads(pointer.read_text())["folder"]
-        return json.loads((folder / "state.json").read_text()), folder
+        folder = self.folder / read_json(pointer, "checkpoint pointer")["folder"]
+        return read_json(folder / "state.json", "checkpoint state"), folder
 
     def save(self, state: dict, history: pd.DataFrame, model, best_model=None) -> None:
         """Write epoch ``state["epoch"]``: training weights, history, state; then point to it."""
@@ -147,7 +147,7 @@ class Checkpoints:
         if best_model is not None:
             best_model.save_weights(tmp / "model.weights.h5")
         history.to_csv(tmp / "history.csv", index=False)
-        (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+        write_json(tmp / "state.json", state)
         _fsync_dir(tmp)
         os.replace(tmp, final)
         write_json(self.folder / "latest.json", {"folder": name})
@@ -705,6 +705,5 @@ def write_target_scale(preprocessed_dir: str, cases: list[str], out_path: str) -
         "std": float(sum(s["std"] for s in stats) / len(stats)),
         "cases": len(stats),
     }
-    with atomic_path(out_path) as tmp:
-        tmp.write_text(json.dumps(scale, indent=1) + "\n")
+    write_json(out_path, scale)
     return scale
