@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from figure_checks import legend_entries, suptitle, texts, titles, written, xticklabels, ylabels
 
 from tumorseg.errors import InputError
 from tumorseg.evaluation.aggregate import (
@@ -9,7 +10,6 @@ from tumorseg.evaluation.aggregate import (
     SUMMARY_COLUMNS,
     aggregate_run,
     per_case,
-    pick_cases,
     plot_boxplots,
     plot_overlays,
     summary,
@@ -252,8 +252,18 @@ def test_plot_boxplots(tmp_path):
     ]
     path = _per_case_table(tmp_path, "m", rows)
     out = tmp_path / "box.png"
-    plot_boxplots(path, str(out), "m")
-    _assert_png(out)
+    fig = plot_boxplots(path, str(out), "m")
+    assert written(out)
+    regions = ["WT", "TC", "ET"]
+    assert titles(fig) == [
+        "Dice by region",
+        *(f"{r} Dice by scanner" for r in regions),
+        "HD95 (mm) by region",
+        *(f"{r} HD95 (mm) by scanner" for r in regions),
+    ]
+    assert legend_entries(fig) == ["train", "val", "test"]
+    assert suptitle(fig) == "m: per-case scores on the native grid (9 cases)"
+    assert xticklabels(fig.axes[0]) == regions and xticklabels(fig.axes[1]) == ["A", "B"]
 
 
 def test_plot_boxplots_empty(tmp_path):
@@ -261,30 +271,8 @@ def test_plot_boxplots_empty(tmp_path):
     per = tmp_path / "p.tsv"
     per_case([], splits, str(per))
     out = tmp_path / "box.png"
-    plot_boxplots(str(per), str(out), "m")
-    assert out.read_bytes()[:8] == PNG_MAGIC
-
-
-def test_pick_cases(tmp_path):
-    rows = [
-        ("a", "A", "test", 0.5, 0, 0),
-        ("b", "A", "test", 0.9, 0, 0),
-        ("c", "A", "test", 0.1, 0, 0),
-        ("d", "A", "test", 0.7, 0, 0),
-        ("e", "A", "val", 1.0, 0, 0),
-    ]
-    table = pd.read_csv(_per_case_table(tmp_path, "m", rows), sep="\t")
-    picks, fallback = pick_cases(table, "test", ["a", "b", "c", "d", "e"])
-    assert not fallback
-    assert [(label, case) for label, case, _ in picks] == [
-        ("best", "b"),
-        ("median", "a"),  # sorted 0.9, 0.7, 0.5, 0.1 -> index 2
-        ("worst", "c"),
-    ]
-    picks, _ = pick_cases(table, "test", ["a", "c"])  # only cases with files qualify
-    assert [case for _, case, _ in picks] == ["a", "c"]
-    picks, fallback = pick_cases(table, "train", ["a", "e"])
-    assert fallback and picks[0][1] == "e"
+    fig = plot_boxplots(str(per), str(out), "m")
+    assert written(out) and texts(fig) == ["m: no labelled cases were scored"]
 
 
 def _nifti(path, array):
@@ -327,11 +315,17 @@ def test_plot_overlays(tmp_path):
         ],
     )
     out = tmp_path / "overlays.png"
-    plot_overlays(table, files, str(out), "brats2017")
-    _assert_png(out)
+    fig = plot_overlays(table, files, str(out), "brats2017")
+    assert written(out)
+    assert suptitle(fig) == "Best, median and worst of test cases by WT Dice"
+    assert [y.split("\n")[0] for y in ylabels(fig)] == ["best: a", "worst: b"]
+    assert titles(fig) == ["image", "reference", "prediction"]
+    assert legend_entries(fig) == ["necrotic", "edema", "enhancing", "reference outline"]
     out2 = tmp_path / "fallback.png"
-    plot_overlays(table, files, str(out2), "brats2017", split="train")  # no train: fallback
-    _assert_png(out2)
+    fig = plot_overlays(table, files, str(out2), "brats2017", split="train")  # no train
+    assert "all labelled cases (no scored train case)" in suptitle(fig)
+    shown = [y.split("\n")[0] for y in ylabels(fig)]
+    assert shown == ["best: a", "median: b", "worst: c"]
 
 
 def test_plot_overlays_bad_label(tmp_path):

@@ -10,10 +10,12 @@ from fractions import Fraction
 
 import pandas as pd
 import pytest
+from figure_checks import legend_entries, texts, titles, written
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tumorseg.errors import InputError
+from tumorseg.names import in_split_order
 from tumorseg.splitting.splits import (
     controlled_round,
     make_splits,
@@ -563,8 +565,13 @@ def test_run_errors_name_the_file(tmp_path):
 
 def test_plot_without_folds(tmp_path):
     summary = split_summary(make_splits(example_sheet(), DEFAULT, 1))
-    plot_split_summary(summary, tmp_path / "x.png")
-    assert (tmp_path / "x.png").stat().st_size > 1000
+    fig = plot_split_summary(summary, tmp_path / "x.png")
+    assert written(tmp_path / "x.png")
+    assert titles(fig) == ["subjects per scanner by split"]
+    assert legend_entries(fig) == in_split_order(summary.loc[summary["group"] != "(all)", "group"])
+    bars = summary[(summary["by"] == "split") & (summary["group"] != "(all)")]
+    bars = bars[bars["scanner"] != "(all)"]
+    assert sorted(map(int, texts(fig))) == sorted(int(n) for n in bars["subjects"] if n)
 
 
 def test_summary_totals_consistent():

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from figure_checks import written
 from training_fixtures import model_defaults, write_synthetic_cases
 
 from tumorseg.training.train import Checkpoints, train_model
@@ -85,7 +86,7 @@ def test_training_learns_and_writes_its_outputs(trained):
     summary = (folder / "summary.txt").read_text()
     assert re.search(r"parameters: [\d,]+ total", summary)
     assert "forward FLOPs per slice" in summary
-    assert (folder / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert written(folder / "curves.png")
     assert list((folder / "tensorboard" / "validation").glob("events.out.tfevents.*"))
     assert not (folder / "checkpoints").exists()  # removed after success
     assert model.input_shape == (None, 32, 32, 4)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from figure_checks import legend_entries, suptitle, texts, titles, written, xticklabels, ylabels
 
 from tumorseg.errors import InputError
 from tumorseg.evaluation.regression import image_metrics
@@ -13,9 +14,10 @@ from tumorseg.evaluation.translation import (
     PER_CASE_COLUMNS,
     evaluate_translation_case,
     per_case_translation,
+    plot_translation_boxplots,
+    plot_translation_cases,
     summary_translation,
 )
-from tumorseg.report.figures import plot_translation_boxplots, plot_translation_cases
 
 SIZE = (40, 48, 30)  # x, y, z
 SPACING = (1.2, 1.0, 2.0)
@@ -174,8 +176,9 @@ def test_thin_stack_is_scored(tmp_path, n_slices):
             "geometry": paths["geometry"],
         }
     }
-    plot_translation_cases(str(tmp_path / "per_case.tsv"), cases, str(tmp_path / "c.png"))
-    assert (tmp_path / "c.png").stat().st_size > 5_000
+    fig = plot_translation_cases(str(tmp_path / "per_case.tsv"), cases, str(tmp_path / "c.png"))
+    assert written(tmp_path / "c.png")
+    assert [y.split("\n")[0] for y in ylabels(fig)] == ["best: c1"] * len(ylabels(fig))
 
 
 def test_case_errors(tmp_path):
@@ -385,16 +388,33 @@ def test_pictures(tmp_path):
     ]
     per_case, cases = _scored_cases(tmp_path, specs)
     out = tmp_path / "cases.png"
-    plot_translation_cases(per_case, cases, str(out))
-    assert out.stat().st_size > 30_000
+    fig = plot_translation_cases(per_case, cases, str(out))
+    assert written(out)
+    assert suptitle(fig) == "Translation of test cases, by MAE (z-score units)"
+    assert titles(fig) == ["input (t1)", "synthetic (t2)", "real (t2)", "|synthetic - real|"]
+    shown = list(dict.fromkeys(y.split("\n")[0] for y in ylabels(fig)))
+    maes = pd.read_csv(per_case, sep="\t").set_index("case")["mae"]
+    by_mae = sorted(["t1a", "t1b", "t1c"], key=lambda c: maes[c])
+    assert shown == [f"best: {by_mae[0]}", f"median: {by_mae[1]}", f"worst: {by_mae[2]}"]
     box = tmp_path / "boxes.png"
-    plot_translation_boxplots(per_case, str(box), "unet")
-    assert box.stat().st_size > 20_000
+    fig = plot_translation_boxplots(per_case, str(box), "unet")
+    assert written(box)
+    assert legend_entries(fig) == ["model", "baseline", "ceiling"]
+    assert titles(fig) == [  # splits in their order, then the metrics
+        "val: MAE (z-score units) (1 cases)",
+        "val: SSIM (1 cases)",
+        "val: PSNR (dB) (1 cases)",
+        "test: MAE (z-score units) (3 cases)",
+        "test: SSIM (3 cases)",
+        "test: PSNR (dB) (3 cases)",
+    ]
+    assert xticklabels(fig.axes[0]) == ["(all)", "DU", "HT"]
     # no test case: falls back to all scored cases
     only_val = {"v1": cases["v1"]}
     out2 = tmp_path / "fallback.png"
-    plot_translation_cases(per_case, only_val, str(out2), split="test")
-    assert out2.stat().st_size > 10_000
+    fig = plot_translation_cases(per_case, only_val, str(out2), split="test")
+    assert "all scored cases (no scored test case)" in suptitle(fig)
+    assert {y.split("\n")[0] for y in ylabels(fig)} == {"best: v1"}
     broken = {"v1": {k: v for k, v in cases["v1"].items() if k != "geometry"}}
     with pytest.raises(InputError, match="case v1.*geometry"):
         plot_translation_cases(per_case, broken, str(tmp_path / "broken.png"))
@@ -412,7 +432,7 @@ def test_pictures_of_nothing(tmp_path):
     ):
         out = tmp_path / f"{func.__name__}.png"
         if func is plot_translation_cases:
-            func(str(tmp_path / "p.tsv"), *args, str(out))
+            fig = func(str(tmp_path / "p.tsv"), *args, str(out))
         else:
-            func(str(tmp_path / "p.tsv"), str(out), *args)
-        assert out.stat().st_size > 1_000
+            fig = func(str(tmp_path / "p.tsv"), str(out), *args)
+        assert written(out) and len(texts(fig)) == 1 and "scored" in texts(fig)[0]

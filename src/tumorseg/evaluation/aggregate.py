@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.errors import InputError
+from tumorseg.evaluation.cases import pick_cases
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
 from tumorseg.evaluation.summary import describe, summarise_runs
+from tumorseg.evaluation.views import overlay_view
 from tumorseg.io.tables import read_splits, read_tsv, write_tsv
 from tumorseg.names import ALL, PREDICT, in_split_order
 from tumorseg.report import figures
@@ -216,43 +218,12 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
 # --------------------------------------------------------------------------- pictures
 
 
-def plot_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
+def plot_boxplots(per_case_tsv: str, out_png: str, model: str):
     """Box plots of Dice and HD95 of the scored (not ``predict``) rows of a per-case table
     (:func:`tumorseg.report.figures.plot_boxplots`)."""
     table = read_tsv(per_case_tsv, "per-case table")
     table = table[table["split"] != PREDICT] if "split" in table else table
-    figures.plot_boxplots(table, out_png, model)
-
-
-def pick_cases(
-    table: pd.DataFrame, split: str, candidates
-) -> tuple[list[tuple[str, str, float]], bool]:
-    """Best, median and worst case of ``split`` by the Dice of the table's first region
-    (WT for BraTS, ``lesion`` for binary masks) among ``candidates``.
-
-    Returns ``[(label, case, dice), ...]`` and whether it fell back to all labelled cases
-    (when ``split`` has none). Ties are broken by case name; duplicates are dropped when there
-    are fewer than three cases."""
-    first = _regions(table)[0] if len(table) else "WT"
-    wt = table[(table["region"] == first) & table["case"].isin(list(candidates))]
-    wt = wt[wt["split"] != "predict"] if "split" in wt else wt
-    chosen = wt[wt["split"] == split]
-    fallback = chosen.empty
-    if fallback:
-        chosen = wt
-    if chosen.empty:
-        return [], fallback
-    chosen = chosen.sort_values(["dice", "case"], ascending=[False, True], kind="stable")
-    n = len(chosen)
-    picks = []
-    seen = set()
-    for label, idx in (("best", 0), ("median", n // 2), ("worst", n - 1)):
-        case = chosen["case"].iloc[idx]
-        if case in seen:
-            continue
-        seen.add(case)
-        picks.append((label, case, float(chosen["dice"].iloc[idx])))
-    return picks, fallback
+    return figures.plot_boxplots(table, out_png, model)
 
 
 def plot_overlays(
@@ -261,20 +232,21 @@ def plot_overlays(
     out_png: str,
     labels,
     split: str = "test",
-) -> None:
+):
     """Best, median and worst ``split`` case by the first region's Dice: an axial slice
     through the lesion (the one with most reference foreground voxels) of the image, then
     the reference and the prediction drawn over it. ``cases`` maps case -> {"image", "ref",
     "pred"} paths, all on the native grid; only cases listed there can be picked."""
+    labels = as_label_map(labels)
     table = read_tsv(per_case_tsv, "per-case table")
-    picks, fallback = pick_cases(table, split, cases)
+    first = _regions(table)[0] if len(table) else labels.region_names[0]
+    picks, fallback = pick_cases(table[table["region"] == first], "dice", split, cases, True)
     if not picks:
-        figures.message_figure(out_png, "no labelled case to show")
-        return
-    first = _regions(table)[0]
+        return figures.message_figure(out_png, "no labelled case to show")
+    rows = [(lab, case, dice, overlay_view(case, cases[case], labels)) for lab, case, dice in picks]
     where = f"all labelled cases (no scored {split} case)" if fallback else f"{split} cases"
     title = f"Best, median and worst of {where} by {first} Dice"
-    figures.plot_overlays(picks, cases, out_png, labels, first, title)
+    return figures.plot_overlays(rows, out_png, labels, first, title)
 
 
 def _as_list(value) -> list[str]:

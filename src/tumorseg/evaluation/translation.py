@@ -31,14 +31,16 @@ import pandas as pd
 import SimpleITK as sitk
 
 from tumorseg.errors import InputError
+from tumorseg.evaluation.cases import pick_cases
 from tumorseg.evaluation.regression import IMAGE_METRICS, image_metrics, real_data_range
 from tumorseg.evaluation.summary import describe, summarise_runs
+from tumorseg.evaluation.views import load_translation_case, translation_panels
 from tumorseg.io.grid import Grid
 from tumorseg.io.images import check_same_grid, read_image
 from tumorseg.io.tables import read_splits, read_tsv, write_tsv
 from tumorseg.names import ALL, in_split_order
 from tumorseg.preprocessing.brainmask import mask_of
-from tumorseg.report.figures import plot_translation_boxplots, plot_translation_cases
+from tumorseg.report import figures
 from tumorseg.tasks.translation import input_names, norm_stats, read_record, zscore
 
 log = logging.getLogger(__name__)
@@ -293,6 +295,39 @@ def summary_translation(
         out_summary,
         out_comparison,
     )
+
+
+def plot_translation_boxplots(per_case_tsv: str, out_png: str, model: str):
+    """Box plots of MAE, SSIM and PSNR of a per-case table, the model beside the baseline
+    and the ceiling (:func:`tumorseg.report.figures.plot_translation_boxplots`)."""
+    table = read_tsv(per_case_tsv, "per-case table")
+    return figures.plot_translation_boxplots(table, out_png, model)
+
+
+def plot_translation_cases(
+    per_case_tsv: str, cases: dict[str, dict], out_png: str, split: str = "test", max_cases=3
+):
+    """Input | synthetic | real | absolute error at three axial slices (30, 50 and 70 % of
+    the brain's extent) of the best, median and worst ``split`` case by MAE (all scored cases
+    when ``split`` has none). ``cases`` maps case -> {"input", "pred", "target", "geometry"}
+    paths (optionally "mask"); only those cases can be picked.
+
+    Images are in the target's z-score units (:mod:`tumorseg.tasks.translation`), each volume
+    first reoriented to LPS (no interpolation) so that the first array axis is the axial
+    one; pixel aspect comes from the spacing. The brain is the optional ``mask`` file
+    (non-zero), else the voxels where the prediction is non-zero (0 outside the brain)."""
+    table = read_tsv(per_case_tsv, "per-case table")
+    if "mae" not in table:
+        table = table.assign(mae=np.nan)
+    picks, fallback = pick_cases(table, "mae", split, cases, False, max_cases)
+    if not picks:
+        return figures.message_figure(out_png, "no scored case to show")
+    rows = [
+        (lab, case, mae, translation_panels(load_translation_case(case, cases[case])))
+        for lab, case, mae in picks
+    ]
+    where = f"all scored cases (no scored {split} case)" if fallback else f"{split} cases"
+    return figures.plot_translation_cases(rows, out_png, where)
 
 
 def aggregate_translation_run(

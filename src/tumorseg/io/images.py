@@ -19,13 +19,17 @@ from tumorseg.io.grid import Grid
 log = logging.getLogger(__name__)
 
 
-def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> sitk.Image:
+def read_image(
+    path: str | Path, case: str | None, role: str, ndim: int = 3, first_channel: bool = False
+) -> sitk.Image:
     """Read one image with SimpleITK (NIfTI, MINC, MHA, NRRD, ...), checking it.
 
     Raises :class:`InputError` for a missing or unreadable file (corrupt gzip included),
     the wrong dimensionality, or NaN / infinite voxels. Logs the case and the file first,
     so that after a native crash the log's last line names them. HDF5-based formats
     (MINC) are read under :data:`tumorseg.io.formats.LOCK`, others with their reader named.
+    With ``first_channel`` a 4D image or one of vector pixels gives its first channel (a
+    picture shows it) instead of an error.
     """
     path = Path(path)
     if not path.is_file():
@@ -40,8 +44,10 @@ def read_image(path: str | Path, case: str | None, role: str, ndim: int = 3) -> 
         ) from None
     if path.name.endswith(".gz"):
         _check_gzip_size(path, img, case, role)
-    if img.GetDimension() == 4 and ndim == 3 and img.GetSize()[3] == 1:
+    if img.GetDimension() == 4 and ndim == 3 and (img.GetSize()[3] == 1 or first_channel):
         img = img[:, :, :, 0]
+    if first_channel and img.GetNumberOfComponentsPerPixel() > 1:
+        img = sitk.VectorIndexSelectionCast(img, 0)
     if img.GetDimension() != ndim:
         size = "x".join(str(v) for v in img.GetSize())
         raise InputError(

@@ -4,17 +4,19 @@
 * :func:`plot_split_summary`: subjects per scanner by split and fold (``splits.png``);
 * :func:`plot_curves`: a training run's loss and validation Dice (``curves.png``);
 * :func:`plot_boxplots` and :func:`plot_overlays`: a run's scores and its best, median and
-  worst cases (``boxplots.png``, ``overlays.png``);
+  worst cases (``boxplots.png``, ``overlays.png``; the cases picked by
+  :mod:`tumorseg.evaluation.cases`);
 * :func:`plot_translation_cases` and :func:`plot_translation_boxplots`: an image-translation
   run's best, median and worst cases (input | synthetic | real | error) and its MAE, SSIM
   and PSNR per scanner beside the baseline and the ceiling;
 * :func:`message_figure`: a picture that only says why there is nothing to draw.
 
-Figures take plain tables, arrays, dicts and paths; they import nothing from the workflow's
-steps (only the label maps for their colours, the translation task's z-scoring
-(:mod:`tumorseg.tasks.translation`), the table reader and image readers). They draw on
+Figures take plain tables, arrays and dicts already loaded (the case views of
+:mod:`tumorseg.evaluation.views`) and read no file; they import no stage (only the label
+maps for their colours and the split names). They draw on
 :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot state), under
-:data:`STYLE`, and are written atomically as PNG at :data:`DPI`.
+:data:`STYLE`, are written atomically as PNG at :data:`DPI`, and are returned, so that a
+test can look at what was drawn.
 """
 
 from __future__ import annotations
@@ -26,9 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_path
-from tumorseg.io.tables import read_tsv
 from tumorseg.names import ALL, SPLIT_ORDER, in_split_order
 from tumorseg.tasks.labels import UNLABELLED, LabelMap, as_label_map, class_colours
 
@@ -70,11 +70,12 @@ def _figure(path: str | Path, **kwargs):
             fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
 
 
-def message_figure(out_png: str | Path, text: str) -> None:
+def message_figure(out_png: str | Path, text: str):
     with _figure(out_png, figsize=(6, 2)) as fig:
         ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return fig
 
 
 # --------------------------------------------------------------------------- QC
@@ -105,7 +106,7 @@ def _qc_title(record: dict, labelled: bool, legend: str) -> str:
     return title + ("" if labelled else "\n(no label)") + f"\n{legend}"
 
 
-def plot_qc(image: np.ndarray, label: np.ndarray, record: dict, out_png: str | Path) -> None:
+def plot_qc(image: np.ndarray, label: np.ndarray, record: dict, out_png: str | Path):
     """Axial, coronal and sagittal mid slices (through the tumour if any) of every channel
     of ``image`` (z, y, x, C), with ``label``'s classes outlined; ``record`` is the case's
     geometry record (``geometry.json``)."""
@@ -142,6 +143,7 @@ def plot_qc(image: np.ndarray, label: np.ndarray, record: dict, out_png: str | P
         legend = ", ".join(f"{names[c]}={colours[c]}" for c in outlined)
         fig.suptitle(_qc_title(record, labelled, legend), fontsize="small")
         fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- splits
@@ -173,7 +175,7 @@ def _split_panel(ax, part: pd.DataFrame, by: str) -> None:
     ax.tick_params(axis="x", labelrotation=30)
 
 
-def plot_split_summary(summary: pd.DataFrame, path: str | Path) -> None:
+def plot_split_summary(summary: pd.DataFrame, path: str | Path):
     """Stacked bars of subjects per scanner, by split (and by fold in a second panel);
     ``summary`` as :func:`tumorseg.splitting.splits.split_summary` returns it."""
     bys = [b for b in ("split", "fold") if (summary["by"] == b).any()]
@@ -182,14 +184,13 @@ def plot_split_summary(summary: pd.DataFrame, path: str | Path) -> None:
         for ax, by in zip(axes, bys, strict=True):
             part = summary[(summary["by"] == by) & (summary["group"] != ALL)]
             _split_panel(ax, part[part["scanner"] != ALL], by)
+    return fig
 
 
 # --------------------------------------------------------------------------- training
 
 
-def plot_curves(
-    history: pd.DataFrame, path: str | Path, title: str, best_epoch: int, metrics=()
-) -> None:
+def plot_curves(history: pd.DataFrame, path: str | Path, title: str, best_epoch: int, metrics=()):
     """Training and validation loss, and the validation Dice of ``metrics`` (at most ten)
     and their mean, per epoch; the best epoch marked."""
     with _figure(path, figsize=(10, 4)) as fig:
@@ -214,6 +215,7 @@ def plot_curves(
             ax.xaxis.get_major_locator().set_params(integer=True)
         fig.suptitle(title)
         fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- scores
@@ -270,7 +272,7 @@ def _split_boxes(ax, table: pd.DataFrame, group_col: str, groups: list, splits: 
     _grouped_boxes(ax, series, groups, rotation=30 if group_col == "scanner" else 0)
 
 
-def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str) -> None:
+def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str):
     """Box plots of Dice (top row) and HD95 (bottom row) of the rows of ``table`` (one per
     case and region, columns ``case``, ``scanner``, ``split``, ``region``, ``dice``,
     ``hd95``): per region in the first column, then per scanner for each region; one colour
@@ -278,8 +280,7 @@ def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str) -> None:
     from matplotlib.patches import Patch
 
     if table.empty:
-        message_figure(out_png, f"{model}: no labelled cases were scored")
-        return
+        return message_figure(out_png, f"{model}: no labelled cases were scored")
     splits = in_split_order(table["split"])
     regions = list(dict.fromkeys(table["region"]))
     scanners = sorted(table["scanner"].astype(str).unique())
@@ -303,49 +304,7 @@ def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str) -> None:
         n_cases = table["case"].nunique()
         fig.suptitle(f"{model}: per-case scores on the native grid ({n_cases} cases)")
         fig.tight_layout(rect=(0, 0, 1 - 1.0 / (panel_width * ncols + 1.0), 0.95))
-
-
-def read_array(path: str | Path, case: str, role: str = "image"):
-    """``(image, array)`` of an image file or a slice-stack folder (its masks for a label,
-    its first channel for an image); a 4D or vector image shows its first channel."""
-    import SimpleITK as sitk
-
-    from tumorseg.io import slices
-    from tumorseg.io.formats import hdf5_lock, image_io
-
-    if slices.is_stack(path):
-        if role == "image":
-            image = slices.read_stack_channel(path, case, 0)
-        else:
-            image = slices.read_stack_masks(path, case)
-        return image, sitk.GetArrayFromImage(image)
-    if not Path(path).is_file():
-        raise InputError("file not found", case, path)
-    with hdf5_lock(path):
-        image = sitk.ReadImage(str(path), imageIO=image_io(path))
-    array = sitk.GetArrayFromImage(image)
-    if array.ndim == 4:
-        array = array[..., 0] if image.GetNumberOfComponentsPerPixel() > 1 else array[0]
-    return image, array
-
-
-def _mask_box(keep: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """The box around the true pixels of the 2D ``keep``, plus a margin (all if none)."""
-    if not keep.any():
-        return slice(None), slice(None)
-    box = []
-    for axis in (0, 1):
-        hits = np.flatnonzero(keep.any(axis=1 - axis))
-        box.append(slice(max(hits[0] - margin, 0), min(hits[-1] + 1 + margin, keep.shape[axis])))
-    return tuple(box)
-
-
-def _crop_box(image: np.ndarray, *masks: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
-    """In-plane box around the non-zero image (the brain) and the masks, plus a margin."""
-    keep = (image != 0) & np.isfinite(image)
-    for mask in masks:
-        keep = keep | mask
-    return _mask_box(keep, margin)
+    return fig
 
 
 def _window(image: np.ndarray) -> tuple[float, float]:
@@ -354,36 +313,6 @@ def _window(image: np.ndarray) -> tuple[float, float]:
         return 0.0, 1.0
     lo, hi = np.percentile(values, [0.5, 99.5])
     return float(lo), float(max(hi, lo + 1e-6))
-
-
-def _overlay_view(case: str, paths: dict, labels: LabelMap) -> dict:
-    """The case's slice to show: through the lesion (most reference foreground voxels, else
-    most predicted ones), cropped to the brain; image, reference and prediction classes."""
-    _, image = read_array(paths["image"], case)
-    ref_img, ref_raw = read_array(paths["ref"], case, "label")
-    _, pred_raw = read_array(paths["pred"], case, "label")
-    ref = labels.to_internal(ref_raw, case, paths["ref"])
-    pred = labels.to_internal(pred_raw, case, paths["pred"])
-    if not (image.shape == ref.shape == pred.shape):
-        raise InputError(
-            f"image {image.shape}, reference {ref.shape} and prediction {pred.shape} "
-            "differ in shape",
-            case,
-            paths["image"],
-        )
-    counts = (ref > 0).sum(axis=(1, 2))
-    if counts.max() == 0:
-        counts = (pred > 0).sum(axis=(1, 2))
-    z = int(np.argmax(counts)) if counts.max() > 0 else image.shape[0] // 2
-    sx, sy = ref_img.GetSpacing()[:2]
-    box = _crop_box(image[z], ref[z] > 0, pred[z] > 0)
-    return {
-        "z": z,
-        "aspect": sy / sx,
-        "image": image[z][box],
-        "reference": ref[z][box],
-        "prediction": pred[z][box],
-    }
 
 
 def _draw_overlay_row(axes, view: dict, colours: list[str], first_row: bool, ylabel: str):
@@ -423,34 +352,31 @@ def _overlay_legend(fig, labels: LabelMap, colours: list[str]) -> None:
 
 
 def plot_overlays(
-    picks: Sequence[tuple[str, str, float]],
-    cases: dict[str, dict],
+    rows: Sequence[tuple[str, str, float, dict]],
     out_png: str | Path,
     labels,
     region: str,
     title: str,
-) -> None:
-    """One row per pick ``(label, case, dice)``: an axial slice through the lesion of the
-    image, then the reference and the prediction drawn over it. ``cases`` maps case ->
-    {"image", "ref", "pred"} paths, all on the native grid; ``region`` names the Dice."""
+):
+    """One row per ``(label, case, dice, view)``: the view's image, then its reference and
+    its prediction drawn over it (``view`` as :func:`tumorseg.evaluation.views.overlay_view`
+    gives it); ``region`` names the Dice. Returns the figure (already written)."""
     labels = as_label_map(labels)
     colours = class_colours(labels)
-    with _figure(out_png, figsize=(10.5, 3.6 * len(picks))) as fig:
-        axes = fig.subplots(len(picks), 3, squeeze=False)
-        for row, (label, case, dice) in enumerate(picks):
-            view = _overlay_view(case, cases[case], labels)
+    with _figure(out_png, figsize=(10.5, 3.6 * len(rows))) as fig:
+        axes = fig.subplots(len(rows), 3, squeeze=False)
+        for row, (label, case, dice, view) in enumerate(rows):
             ylabel = f"{label}: {case}\n{region} Dice {dice:.3f}, slice {view['z']}"
             _draw_overlay_row(axes[row], view, colours, row == 0, ylabel)
         _overlay_legend(fig, labels, colours)
         fig.suptitle(title)
         height = fig.get_figheight()
         fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.45 / height))
+    return fig
 
 
 # --------------------------------------------------------------------------- translation
 
-#: where the translation pictures' slices lie in the brain's axial extent
-SLICE_FRACTIONS = (0.3, 0.5, 0.7)
 #: translation model, baseline and ceiling: (column prefix, colour)
 SOURCE_STYLE = {
     "model": ("", "#66c2a5"),
@@ -459,119 +385,6 @@ SOURCE_STYLE = {
 }
 #: the translation box plots' metrics: (column, axis label)
 BOX_METRICS = (("mae", "MAE (z-score units)"), ("ssim", "SSIM"), ("psnr", "PSNR (dB)"))
-
-
-def pick_translation_cases(table: pd.DataFrame, split: str, candidates, max_cases: int = 3):
-    """Up to ``max_cases`` scored cases of ``split`` among ``candidates``, evenly spread by
-    MAE (best, median and worst for three; ties by case name), as ``[(label, case, mae)]``,
-    and whether it fell back to all scored cases (``split`` had none)."""
-    scored = table[table["case"].isin(list(candidates)) & table["mae"].notna()]
-    scored = scored[scored["split"] != "predict"] if "split" in scored else scored
-    chosen = scored[scored["split"] == split] if "split" in scored else scored
-    fallback = chosen.empty
-    if fallback:
-        chosen = scored
-    if chosen.empty or max_cases < 1:
-        return [], fallback
-    chosen = chosen.sort_values(["mae", "case"], kind="stable")
-    n = len(chosen)
-    idx = list(dict.fromkeys(int(round(i)) for i in np.linspace(0, n - 1, min(max_cases, n))))
-    picks = []
-    for k, i in enumerate(idx):
-        if len(idx) > 1 and k == 0:
-            label = "best"
-        elif len(idx) > 1 and k == len(idx) - 1:
-            label = "worst"
-        elif len(idx) == 3:
-            label = "median"
-        else:
-            label = f"rank {i + 1}/{n}"
-        picks.append((label, chosen["case"].iloc[i], float(chosen["mae"].iloc[i])))
-    return picks, fallback
-
-
-def _lps_array(path: str, case: str, role: str):
-    import SimpleITK as sitk
-
-    from tumorseg.io.images import read_image
-
-    img = sitk.DICOMOrient(read_image(path, case, role), "LPS")
-    return sitk.GetArrayFromImage(img).astype(np.float64), img.GetSpacing()
-
-
-def _load_translation_case(case: str, paths: dict) -> dict:
-    """The case's input, synthetic and real images (LPS, z-scores, 0 outside the brain)."""
-    from tumorseg.tasks.translation import first_input, norm_stats, read_record, zscore
-
-    missing = [k for k in ("input", "pred", "target", "geometry") if not paths.get(k)]
-    if missing:
-        raise InputError(f"figure inputs lack {missing}", case)
-    record = read_record(case, paths["geometry"])
-    pred, spacing = _lps_array(paths["pred"], case, "prediction")
-    image, _ = _lps_array(paths["input"], case, "input")
-    target, _ = _lps_array(paths["target"], case, "target")
-    if paths.get("mask"):
-        brain = _lps_array(paths["mask"], case, "brain mask")[0] != 0
-    else:
-        brain = pred != 0
-    if not (image.shape == pred.shape == target.shape == brain.shape):
-        raise InputError(
-            f"input {image.shape}, prediction {pred.shape} and target {target.shape} differ "
-            "in shape",
-            case,
-            paths["pred"],
-        )
-    name = first_input(record)
-    mean, std = norm_stats(case, record, name, paths["geometry"])
-    t_mean, t_std = norm_stats(case, record, None, paths["geometry"])
-    return {
-        "input": zscore(image, mean, std, brain),
-        "pred": np.where(brain, pred, 0.0),
-        "real": zscore(target, t_mean, t_std, brain),
-        "brain": brain,
-        "spacing": spacing,
-        "input_name": name,
-        "target_name": record.get("target", "target"),
-    }
-
-
-def brain_slices(brain: np.ndarray, fractions=SLICE_FRACTIONS) -> list[int]:
-    """Axial (first-axis) slices at ``fractions`` of the brain's extent (distinct)."""
-    hits = np.flatnonzero(brain.any(axis=(1, 2)))
-    if hits.size == 0:
-        return [brain.shape[0] // 2]
-    lo, hi = int(hits[0]), int(hits[-1])
-    return list(dict.fromkeys(int(round(lo + f * (hi - lo))) for f in fractions))
-
-
-def _brain_window(*images, brain) -> tuple[float, float]:
-    values = np.concatenate([im[brain] for im in images])
-    if values.size == 0:
-        return -2.0, 2.0
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    return float(lo), float(max(hi, lo + 1e-6))
-
-
-def _translation_panels(data: dict) -> dict:
-    """The shown slices of a loaded case (cropped to the brain), its grey window and
-    error scale, so that the volumes can be dropped before the next case is read."""
-    brain = data["brain"]
-    error = np.abs(data["pred"] - data["real"])
-    lo, hi = _brain_window(data["input"], data["pred"], data["real"], brain=brain)
-    err_max = float(np.percentile(error[brain], 99.5)) if brain.any() else 1.0
-    box = _mask_box(brain.any(axis=0), margin=3)
-    slices = brain_slices(brain)
-    out = {key: [data[key][z][box] for z in slices] for key in ("input", "pred", "real")}
-    out["error"] = [error[z][box] for z in slices]
-    out.update(
-        slices=slices,
-        window=(lo, hi),
-        err_max=max(err_max, 1e-6),
-        aspect=data["spacing"][1] / data["spacing"][0],  # sy / sx of an axial (y, x) slice
-        input_name=data["input_name"],
-        target_name=data["target_name"],
-    )
-    return out
 
 
 def _draw_translation_case(fig, axes, label: str, case: str, mae: float, panels: dict) -> None:
@@ -590,37 +403,20 @@ def _draw_translation_case(fig, axes, label: str, case: str, mae: float, panels:
         row[0].set_ylabel(f"{label}: {case}\nMAE {mae:.3f}, slice {z}")
 
 
-def plot_translation_cases(
-    per_case_tsv: str, cases: dict[str, dict], out_png: str, split: str = "test", max_cases=3
-) -> None:
-    """Input | synthetic | real | absolute error at three axial slices (30, 50 and 70 % of
-    the brain's extent) of the best, median and worst ``split`` case by MAE (all scored cases
-    when ``split`` has none). ``cases`` maps case -> {"input", "pred", "target", "geometry"}
-    paths (optionally "mask"); only those cases can be picked. The three images of a case
-    share one grey window (0.5-99.5 % of their brain voxels); the error has its own.
-
-    Images are in the target's z-score units (:mod:`tumorseg.tasks.translation`), each volume
-    first reoriented to LPS (no interpolation) so that the first array axis is the axial
-    one; pixel aspect comes from the spacing. The brain is the optional ``mask`` file
-    (non-zero), else the voxels where the prediction is non-zero (0 outside the brain)."""
-    table = read_tsv(per_case_tsv, "per-case table")
-    picks, fallback = pick_translation_cases(table, split, cases, max_cases)
-    if not picks:
-        message_figure(out_png, "no scored case to show")
-        return
-    loaded = [
-        (lab, case, mae, _translation_panels(_load_translation_case(case, cases[case])))
-        for lab, case, mae in picks
-    ]
-    n_rows = sum(len(p["slices"]) for *_, p in loaded)
+def plot_translation_cases(rows: Sequence[tuple[str, str, float, dict]], out_png, where: str):
+    """Input | synthetic | real | absolute error of each ``(label, case, mae, panels)`` at
+    its panels' axial slices (``panels`` as :func:`tumorseg.evaluation.views.translation_panels`
+    gives them: the three images of a case share one grey window, the error has its own);
+    ``where`` says which cases they are. Returns the figure (already written)."""
+    n_rows = sum(len(p["slices"]) for *_, p in rows)
     with _figure(out_png, figsize=(13, 3.0 * n_rows)) as fig:
         axes = fig.subplots(n_rows, 4, squeeze=False)
         start = 0
-        for label, case, mae, data in loaded:
+        for label, case, mae, data in rows:
             n = len(data["slices"])
             _draw_translation_case(fig, axes[start : start + n], label, case, mae, data)
             start += n
-        first = loaded[0][3]
+        first = rows[0][3]
         titles = (
             f"input ({first['input_name']})",
             f"synthetic ({first['target_name']})",
@@ -629,9 +425,9 @@ def plot_translation_cases(
         )
         for ax, title in zip(axes[0], titles, strict=True):
             ax.set_title(title)
-        where = f"all scored cases (no scored {split} case)" if fallback else f"{split} cases"
         fig.suptitle(f"Translation of {where}, by MAE (z-score units)")
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+    return fig
 
 
 def _source_boxes(ax, table: pd.DataFrame, groups: list[str], metric: str) -> None:
@@ -650,19 +446,18 @@ def _source_boxes(ax, table: pd.DataFrame, groups: list[str], metric: str) -> No
     _grouped_boxes(ax, series, groups, rotation=30, points=True)
 
 
-def plot_translation_boxplots(per_case_tsv: str, out_png: str, model: str) -> None:
-    """Box plots of MAE, SSIM and PSNR (columns) per split (rows), grouped by scanner (all
-    scanners first), the model beside the baseline and the ceiling (one colour each);
-    infinite PSNRs (perfect cases) are left out. A message figure when nothing was scored."""
+def plot_translation_boxplots(table: pd.DataFrame, out_png: str | Path, model: str):
+    """Box plots of MAE, SSIM and PSNR (columns) per split (rows) of a per-case table,
+    grouped by scanner (all scanners first), the model beside the baseline and the ceiling
+    (one colour each); infinite PSNRs (perfect cases) are left out. A message figure when
+    nothing was scored. Returns the figure (already written)."""
     from matplotlib.patches import Patch
 
-    table = read_tsv(per_case_tsv, "per-case table")
     if "split" in table:
         table = table[table["split"] != "predict"]
     table = table[table["mae"].notna()] if "mae" in table else table.iloc[0:0]
     if table.empty:
-        message_figure(out_png, f"{model}: no case with a real target was scored")
-        return
+        return message_figure(out_png, f"{model}: no case with a real target was scored")
     splits = in_split_order(table["split"])
     groups = [ALL, *sorted(table["scanner"].astype(str).unique())]
     width = max(3.5, 0.55 * len(groups) + 1.5)
@@ -679,3 +474,4 @@ def plot_translation_boxplots(per_case_tsv: str, out_png: str, model: str) -> No
         fig.suptitle(f"{model}: synthetic vs real target inside the brain, native grid")
         right = 1 - 1.2 / fig.get_figwidth()
         fig.tight_layout(rect=(0, 0, right, 1 - 0.5 / fig.get_figheight()))
+    return fig
