@@ -16,7 +16,16 @@ from tumorseg.code_digest import imported_modules, package_modules
 ROOT = Path(__file__).resolve().parents[1]
 
 #: the top-level modules every floor may use; they import one another and nothing else
-GROUND = {"errors", "logs", "names", "batches", "resources", "code_digest", "schema_doc"}
+GROUND = {
+    "errors",
+    "logs",
+    "threads",
+    "names",
+    "batches",
+    "resources",
+    "code_digest",
+    "schema_doc",
+}
 #: the floors above the ground, lowest first; the folders (or top-level modules) of a floor
 #: never import one another
 FLOORS = [

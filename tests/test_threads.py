@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from workflow_helpers import ROOT, make_workdir, run_snakemake
 
-from tumorseg.inference.predict import split_threads
+from tumorseg.threads import split_threads
 
 PROBE = """
 import json, sys
 sys.path.insert(0, {src!r})
 import SimpleITK as sitk
 import tensorflow as tf
-from tumorseg.logs import hold_threads
-from tumorseg.inference.predict import configure_threads, split_threads
-hold_threads()  # what run_step does first in every step
+from tumorseg.threads import hold_itk, job_threads, split_threads
+from tumorseg.inference.predict import configure_threads
+hold_itk(job_threads())  # what run_step does first in every step
 itk_first = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
 overlap, tf_threads, itk_threads = split_threads({threads}, None)
 configure_threads(tf_threads, itk_threads)
@@ -81,3 +81,23 @@ def test_every_rule_states_its_threads():
         n_threads = text.count("threads:")
         n_local = text.count("localrule: True")
         assert n_threads + n_local >= n_rules, f"{Path(path).name}: a rule without threads:"
+
+
+def test_the_job_threads_come_from_snakemake_and_hold_itk(monkeypatch):
+    import SimpleITK as sitk
+
+    from tumorseg.threads import hold_itk, job_threads
+
+    for value, expected in (("3", 3), ("", None), ("0", None), ("x", None)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert job_threads() == expected
+    monkeypatch.delenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", raising=False)  # restored after
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        assert hold_itk(None) is None
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == before
+        assert hold_itk(2) == 2
+        assert sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() == 2
+        assert os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] == "2"
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)

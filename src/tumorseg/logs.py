@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 
 from tumorseg.errors import InputError
+from tumorseg.threads import hold_itk, job_threads
 
 log = logging.getLogger("tumorseg")
 
@@ -135,7 +136,7 @@ def run_step(log_path: str | None, func: Callable, /, *args, **kwargs):
     traceback (the user gets one line) and exits with status 1.
     """
     redirect(log_path)
-    hold_threads()
+    hold_itk(job_threads())  # ITK held to the job's threads before any heavy import
     try:
         return func(*args, **kwargs)
     except InputError as err:
@@ -146,20 +147,3 @@ def run_step(log_path: str | None, func: Callable, /, *args, **kwargs):
         log.error("step failed:\n%s", traceback.format_exc())
         tell_user(f"ERROR: step failed: {_one_line(err)}{_see_log()}")
         raise SystemExit(1) from None
-
-
-def hold_threads(threads: int | None = None) -> int | None:
-    """Limit ITK's thread pool to the job's threads: ``threads``, else the
-    ``OMP_NUM_THREADS`` Snakemake sets to a job's ``threads:`` (it already holds NumPy's
-    BLAS and OpenMP to it; ITK otherwise starts one thread per core of the machine).
-    Returns the limit applied (None: none known)."""
-    if threads is None:
-        value = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(value) if value.isdigit() else None
-    if threads is None or threads < 1:
-        return None
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
-    sitk = sys.modules.get("SimpleITK")
-    if sitk is not None:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    return threads

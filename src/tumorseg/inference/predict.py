@@ -20,6 +20,7 @@ from tumorseg.io.grid import GRID_TOLERANCE, Grid, load_geometry
 from tumorseg.io.tables import read_json
 from tumorseg.preprocessing import geometry as geo
 from tumorseg.tasks.labels import as_label_map
+from tumorseg.threads import hold_itk, hold_tensorflow, split_threads
 
 log = logging.getLogger("tumorseg")
 
@@ -93,24 +94,8 @@ def configure_threads(threads: int, itk_threads: int | None = None) -> None:
     inter-op: the model's layers run one after another) and ITK's (``itk_threads``,
     default ``threads``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    threads = max(1, int(threads))
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(itk_threads or threads)))
-    import tensorflow as tf
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # already initialised in this process
-        pass
-
-
-def split_threads(threads: int, overlap: bool | None) -> tuple[bool, int, int]:
-    """(overlap, TensorFlow threads, ITK threads) of a batch job with ``threads`` cores:
-    overlapping (the default from 2 threads on), the way back to native space gets one
-    thread and the model the others; without, both get all of them in turn."""
-    threads = max(1, int(threads))
-    overlap = threads >= 2 if overlap is None else bool(overlap and threads >= 2)
-    return (True, threads - 1, 1) if overlap else (False, threads, threads)
+    hold_itk(itk_threads or max(1, int(threads)))
+    hold_tensorflow(threads, inter_op=1)
 
 
 def load_model(model_path: str):
@@ -282,7 +267,7 @@ def model_batch(
 
 def ceiling_batch(cases: list[dict], labels, threads: int = 1, case_logs=None) -> None:
     """:func:`ceiling_case` for a batch of cases (dicts of its arguments) in one process."""
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
+    hold_itk(max(1, int(threads)))
     for_each_case(cases, ceiling_case, case_logs, labels=labels)
 
 
@@ -458,5 +443,5 @@ def translation_ceiling_batch(
     cases: list[dict], brain_threshold: float = 0.01, threads: int = 1, case_logs=None
 ) -> None:
     """:func:`translation_ceiling_case` for a batch of cases in one process."""
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, int(threads)))
+    hold_itk(max(1, int(threads)))
     for_each_case(cases, translation_ceiling_case, case_logs, brain_threshold=brain_threshold)

@@ -39,6 +39,7 @@ from tumorseg.io.atomic import atomic_path
 from tumorseg.io.tables import read_json, write_json
 from tumorseg.report.figures import plot_curves
 from tumorseg.resources import RUNTIME_KEYS
+from tumorseg.threads import hold_tensorflow
 from tumorseg.training.memory import estimate_mem_mb
 from tumorseg.training.precision import policy_name, training_policy
 
@@ -60,31 +61,15 @@ def history_metrics(labels) -> tuple[str, ...]:
     return tuple(labels.metric_name(r) for r in labels.regions)
 
 
-def _set_thread_env(threads: int) -> None:
-    """Thread counts for TensorFlow and oneDNN; effective only before TF starts."""
-    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = str(min(threads, 2))
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-
-
 def configure_tensorflow(threads: int) -> list:
     """Set TF's thread pools (if TF has not started yet) and GPU memory growth.
 
     Returns the visible GPUs (``CUDA_VISIBLE_DEVICES`` is honoured by TensorFlow itself).
     """
-    _set_thread_env(threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    hold_tensorflow(threads, inter_op=min(threads, 2))
     import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
-    except RuntimeError:
-        current = tf.config.threading.get_intra_op_parallelism_threads()
-        if current != threads:
-            log.warning(
-                "TensorFlow was already running; its thread pools stay at %s threads", current
-            )
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:
