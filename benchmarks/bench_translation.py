@@ -82,7 +82,8 @@ def bench_training(args, settings) -> None:
 def bench_prediction(args, settings) -> None:
     from synth import BRATS_GRID, preprocess, write_case
 
-    from tumorseg.inference.predict import load_model, predict_translation_case
+    from tumorseg.inference.predict import load_model
+    from tumorseg.inference.synthesis import predict_translation_case
     from tumorseg.training.train import build
 
     ras = {"size": (200, 200, 130), "spacing": (1.2, 1.2, 1.2),

@@ -179,7 +179,8 @@ def three_cases(tmp_path_factory):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_batch_writes_what_one_case_jobs_write(three_cases, tmp_path, threads):
-    from tumorseg.inference.predict import predict_batch, predict_case
+    from tumorseg.inference.batch import predict_batch
+    from tumorseg.inference.predict import predict_case
 
     _, cases, model = three_cases
     jobs = []
@@ -215,7 +216,7 @@ def test_a_batch_writes_what_one_case_jobs_write(three_cases, tmp_path, threads)
 
 
 def test_a_bad_case_in_a_batch_names_itself_and_the_others_are_written(three_cases, tmp_path):
-    from tumorseg.inference.predict import predict_batch
+    from tumorseg.inference.batch import predict_batch
 
     _, cases, model = three_cases
     jobs = [

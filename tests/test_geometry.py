@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 from synth import BRATS_GRID, MODS, preprocess, write_case
 
-from tumorseg.inference.predict import write_segmentation
+from tumorseg.inference.export import write_segmentation
 from tumorseg.preprocessing import geometry as geo
 from tumorseg.tasks.labels import LabelMap, to_internal
 

@@ -8,7 +8,8 @@ from synth import preprocess, write_case
 from training_fixtures import save_tiny_unet
 
 from tumorseg.errors import InputError
-from tumorseg.inference.predict import check_written, predict_case
+from tumorseg.inference.export import check_written
+from tumorseg.inference.predict import predict_case
 from tumorseg.preprocessing import geometry as geo
 from tumorseg.tasks.labels import to_internal
 

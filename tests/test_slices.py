@@ -6,7 +6,7 @@ import SimpleITK as sitk
 from synth import preprocess
 
 from tumorseg.errors import InputError
-from tumorseg.inference.predict import write_segmentation
+from tumorseg.inference.export import write_segmentation
 from tumorseg.io import slices
 from tumorseg.preprocessing import geometry as geo
 

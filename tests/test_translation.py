@@ -180,7 +180,7 @@ def test_translation_sheet_needs_modality_columns(tmp_path):
 def test_synthetic_image_in_z_scores_or_the_training_scale(tmp_path):
     import json
 
-    from tumorseg.inference.predict import predict_translation_case
+    from tumorseg.inference.synthesis import predict_translation_case
     from tumorseg.training.train import build
 
     paths, rec, out = translated(tmp_path, BRATS_GRID, case="s1")

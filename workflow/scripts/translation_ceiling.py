@@ -9,7 +9,7 @@ from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
 from tumorseg.batches import case_log_paths
-from tumorseg.inference.predict import translation_ceiling_batch
+from tumorseg.inference.ceiling import translation_ceiling_batch
 
 cases = snakemake.params.cases
 run_step(
