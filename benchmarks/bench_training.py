@@ -210,7 +210,7 @@ class _LogText(logging.Handler):
 
 
 def cached_datasets(real_datasets, n_classes: int):
-    """A stand-in for ``train._datasets``: the job's validation dataset, and for training
+    """A stand-in for ``train.datasets``: the job's validation dataset, and for training
     the first 8 batches of the job's slices, read once, one-hot, repeated, unaugmented."""
 
     def datasets(d, settings, start_epoch, threads):
@@ -248,7 +248,7 @@ def run_job(folder: Path, splits: Path, settings: dict, threads: int, cached: bo
     logger = logging.getLogger("tumorseg.train")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    swap = mock.patch.object(train, "_datasets", cached_datasets(train._datasets, 4))
+    swap = mock.patch.object(train, "datasets", cached_datasets(train.datasets, 4))
     try:
         keras_norm = mock.patch("tumorseg.training.fused_norm.use_fused", lambda gpus, det: False)
         with (
@@ -414,7 +414,7 @@ def start_device(args) -> None:
     """Hide the GPUs for a CPU measurement; for ``--device gpu`` stop unless one is seen."""
     if args.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
-    from tumorseg.training.train import configure_tensorflow
+    from tumorseg.training.setup import configure_tensorflow
 
     gpus = configure_tensorflow(args.threads)
     if args.device == "gpu" and not gpus:

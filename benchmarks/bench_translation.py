@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from training_fixtures import model_defaults  # noqa: E402
 
 from tumorseg.training import data  # noqa: E402
-from tumorseg.training.train import compiled_model, configure_tensorflow  # noqa: E402
+from tumorseg.training.assemble import compiled_model  # noqa: E402
+from tumorseg.training.setup import configure_tensorflow  # noqa: E402
 
 
 def write_cases(folder: Path, n: int, seed: int = 0) -> list[str]:
@@ -84,7 +85,7 @@ def bench_prediction(args, settings) -> None:
 
     from tumorseg.inference.predict import load_model
     from tumorseg.inference.synthesis import predict_translation_case
-    from tumorseg.training.train import build
+    from tumorseg.training.assemble import build
 
     ras = {"size": (200, 200, 130), "spacing": (1.2, 1.2, 1.2),
            "origin": (119.4, 119.4, -77.4), "direction": (-1, 0, 0, 0, -1, 0, 0, 0, 1)}  # fmt: skip

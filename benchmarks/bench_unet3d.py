@@ -34,8 +34,9 @@ from training_fixtures import model_defaults  # noqa: E402
 
 from tumorseg.inference.predict import predict_probabilities  # noqa: E402
 from tumorseg.training import patches  # noqa: E402
+from tumorseg.training.assemble import build, compiled_model  # noqa: E402
 from tumorseg.training.memory import estimate_mem_mb  # noqa: E402
-from tumorseg.training.train import build, compiled_model, configure_tensorflow  # noqa: E402
+from tumorseg.training.setup import configure_tensorflow  # noqa: E402
 
 SHAPE = (77, 96, 96, 4)
 

@@ -87,7 +87,7 @@ def test_trained_weights_pass_one_to_one_to_the_saved_model(tmp_path):
 
 
 def _train_hash(settings) -> str:
-    from tumorseg.training.train import compiled_model
+    from tumorseg.training.assemble import compiled_model
 
     keras.utils.set_random_seed(5)
     model = compiled_model(settings, 4, 32, 10, policy=None)

@@ -57,8 +57,8 @@ def test_mixed_precision_trains_saves_and_predicts_on_cpu(tmp_path, policy, fuse
     import keras
 
     from tumorseg.inference.predict import load_model, predict_probabilities
+    from tumorseg.training.assemble import build, compiled_model
     from tumorseg.training.fused_norm import FusedBatchNormalization
-    from tumorseg.training.train import build, compiled_model
 
     keras.utils.set_random_seed(0)
     settings = {**model_defaults(), "depth": 2, "base_filters": 4, "batch_size": 4}
@@ -102,7 +102,7 @@ class _FakeGPU:
 def test_configure_tensorflow_sets_memory_growth_on_each_gpu(monkeypatch):
     import tensorflow as tf
 
-    from tumorseg.training.train import configure_tensorflow
+    from tumorseg.training.setup import configure_tensorflow
 
     grown = []
     real = tf.config.list_physical_devices
@@ -124,11 +124,11 @@ def test_the_gpu_branch_of_a_training_job_runs_on_cpu(tmp_path, monkeypatch, cap
     from training_fixtures import write_synthetic_cases
 
     from tumorseg.inference.predict import load_model
-    from tumorseg.training import train
+    from tumorseg.training import setup, train
     from tumorseg.training.data import read_slices
     from tumorseg.training.epoch_rate import parse_epoch_rates
 
-    monkeypatch.setattr(train, "configure_tensorflow", lambda threads: [_FakeGPU()])
+    monkeypatch.setattr(setup, "configure_tensorflow", lambda threads: [_FakeGPU()])
     used = []
     real_compiled = train.compiled_model
     monkeypatch.setattr(train, "compiled_model", lambda *a: used.append(a) or real_compiled(*a))

@@ -181,7 +181,7 @@ def test_synthetic_image_in_z_scores_or_the_training_scale(tmp_path):
     import json
 
     from tumorseg.inference.synthesis import predict_translation_case
-    from tumorseg.training.train import build
+    from tumorseg.training.assemble import build
 
     paths, rec, out = translated(tmp_path, BRATS_GRID, case="s1")
     settings = {

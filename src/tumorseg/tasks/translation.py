@@ -11,10 +11,13 @@ the brain. Used by :mod:`tumorseg.evaluation.translation` (the scores) and
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tumorseg.errors import InputError
 from tumorseg.io.grid import load_geometry
+from tumorseg.io.tables import write_json
 
 
 def read_record(case: str, geometry_json: str) -> dict:
@@ -64,3 +67,20 @@ def first_input(record: dict, inputs: list[str] | None = None) -> str:
 def zscore(arr: np.ndarray, mean: float, std: float, mask: np.ndarray) -> np.ndarray:
     """``(arr - mean) / std`` inside ``mask``, 0 outside (float64)."""
     return np.where(mask, (np.asarray(arr, dtype=np.float64) - mean) / std, 0.0)
+
+
+def write_target_scale(preprocessed_dir: str, cases: list[str], out_path: str) -> dict:
+    """The training data's target intensity scale: the mean over the training cases of
+    their in-brain target mean and SD (from their geometry records). Prediction maps
+    z-scores back with it when ``translation.rescale_output`` is on."""
+    stats = [
+        load_geometry(Path(preprocessed_dir) / c / "geometry.json")["target_normalisation"]
+        for c in cases
+    ]
+    scale = {
+        "mean": float(sum(s["mean"] for s in stats) / len(stats)),
+        "std": float(sum(s["std"] for s in stats) / len(stats)),
+        "cases": len(stats),
+    }
+    write_json(out_path, scale)
+    return scale

@@ -1,0 +1,65 @@
+"""TensorFlow's set-up for a training job: its threads and GPUs, the seed and op
+determinism, the dtype policy and the batch normalisation that is trained."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from tumorseg.threads import hold_tensorflow
+from tumorseg.training.precision import training_policy
+
+log = logging.getLogger("tumorseg.train")  # one logger for every part of the training job
+
+
+def configure_tensorflow(threads: int) -> list:
+    """Set TF's thread pools (if TF has not started yet) and GPU memory growth.
+
+    Returns the visible GPUs (``CUDA_VISIBLE_DEVICES`` is honoured by TensorFlow itself).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    hold_tensorflow(threads, inter_op=min(threads, 2))
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    log.info(
+        "devices: %s (CUDA_VISIBLE_DEVICES=%s); %d CPU threads",
+        ", ".join(d.name for d in tf.config.list_physical_devices()) or "none",
+        os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"),
+        threads,
+    )
+    return gpus
+
+
+def start_tensorflow(threads: int, seed: int, deterministic: bool) -> list:
+    """Configure TensorFlow (:func:`configure_tensorflow`), seed it and, with
+    ``deterministic``, switch on its op determinism; returns the visible GPUs."""
+    gpus = configure_tensorflow(threads)
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+        log.info("TensorFlow op determinism on (seed %d)", seed)
+    return gpus
+
+
+def precision(settings: dict, gpus: list, deterministic: bool) -> tuple[str | None, bool]:
+    """The dtype policy (:func:`tumorseg.training.precision.training_policy`) and fused batch
+    normalisation (:func:`tumorseg.training.fused_norm.use_fused`) of a training job; both
+    logged."""
+    from tumorseg.training.fused_norm import use_fused
+
+    policy = training_policy(bool(settings.get("mixed_precision")), len(gpus))
+    fused = use_fused(len(gpus), deterministic)
+    log.info(
+        "batch normalisation in training: %s",
+        "TensorFlow's fused kernel" if fused else "Keras's layer (op determinism on a GPU)",
+    )
+    return policy, fused
