@@ -104,7 +104,7 @@ def build(wd: Path, args) -> tuple[list[str], str]:
 
 
 def pure(wd: Path, cases: list[str], threads: int) -> list[dict[str, float]]:
-    from tumorseg.evaluation.segmentation import evaluate_case
+    from tumorseg.evaluation.scoring import evaluate_case
     from tumorseg.inference.predict import configure_threads, load_model, predict_case
 
     configure_threads(threads)

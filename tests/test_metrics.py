@@ -6,11 +6,11 @@ import pytest
 import SimpleITK as sitk
 
 from tumorseg.errors import InputError
+from tumorseg.evaluation.scoring import evaluate_case
 from tumorseg.evaluation.segmentation import (
     CASE_COLUMNS,
     HD95_EMPTY,
     case_metrics,
-    evaluate_case,
     hd95,
     lesion_count,
     region_metrics,

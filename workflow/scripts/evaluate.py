@@ -8,7 +8,7 @@ from tumorseg.logs import redirect, run_step
 
 redirect(snakemake.log.batch)  # first: the log holds everything, import errors too
 from tumorseg.batches import case_log_paths
-from tumorseg.evaluation.segmentation import evaluate_batch
+from tumorseg.evaluation.scoring import evaluate_batch
 
 cases = snakemake.params.cases
 run_step(
