@@ -19,6 +19,33 @@ DEFAULT_CHANNELS = {"4d": ["flair", "t1", "t1ce", "t2"], "stack": ["t1", "flair"
 
 #: losses of each task
 TASK_LOSSES = {"segmentation": ("ce", "dice", "dice_ce"), "translation": ("mae", "mse", "mae_ssim")}
+#: the model settings a task (or, for segmentation, binary masks) gives a model that leaves
+#: them out, instead of the schema's defaults (segmentation's): translation learns the MAE
+#: on every brain slice alike (it has no lesion to sample by); binary masks learn BCE +
+#: 0.3 soft Dice, the LGG tutorial's loss
+TASK_DEFAULTS = {
+    "translation": {"loss": "mae", "lesion_sampling": False},
+    "binary": {"loss": "dice_ce", "ce_weight": 1.0, "dice_weight": 0.3},
+}
+
+
+def task_defaults(config: dict) -> dict:
+    """The model settings of :data:`TASK_DEFAULTS` for the config's task and label map."""
+    if config.get("task", "segmentation") == "translation":
+        return TASK_DEFAULTS["translation"]
+    return TASK_DEFAULTS["binary"] if config.get("label_convention") == "binary" else {}
+
+
+def apply_task_defaults(config: dict, given: dict) -> None:
+    """Give every model the task's defaults (:func:`task_defaults`) for the settings that
+    ``given``, the config as the user wrote it (before the schema filled its defaults),
+    leaves out; a setting the user wrote is kept, and :func:`check_task` refuses one that
+    does not fit the task."""
+    defaults = task_defaults(config)
+    written = given.get("models") or {}
+    for name, settings in config["models"].items():
+        explicit = written.get(name) or {}
+        settings.update({k: v for k, v in defaults.items() if k not in explicit})
 
 
 def check_task(config: dict) -> None:

@@ -1,8 +1,10 @@
+import copy
 import os
 import sys
 from pathlib import Path
 
 from snakemake.logging import logger
+from snakemake.resources import Resource, Resources
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
@@ -15,13 +17,16 @@ from tumorseg.training.memory import estimate_mem_mb  # noqa: E402
 from tumorseg.io.slices import is_stack  # noqa: E402
 from tumorseg.resources import RUNTIME_KEYS  # noqa: E402
 from tumorseg.workflow_config import (  # noqa: E402
+    apply_task_defaults,
     check_config,
     model_runs,
     preprocess_settings,
     sample_table,
 )
 
+GIVEN_CONFIG = copy.deepcopy(config)  # as written: the task's defaults fill what it leaves out
 validate(config, schema="../schemas/config.schema.yaml")
+apply_task_defaults(config, GIVEN_CONFIG)
 check_config(config)
 
 SAMPLES = sample_table(config, workflow.basedir)  # also resolves null modalities
@@ -90,14 +95,17 @@ def batch_rule(step, run, batch):
 
 
 def apply_profile(step, name):
-    """`set-resources` and `set-threads` given for a step (`predict`, `evaluate`, `ceiling`)
-    in a profile or on the command line apply to each of its batch rules."""
+    """`set-resources` and `set-threads` given for a step (`qc`, `predict`, `evaluate`,
+    `ceiling`) in a profile or on the command line apply to each of its batch rules, as
+    Snakemake applies them to a rule of that name (from its public resource settings)."""
     settings = workflow.resource_settings
     resources = getattr(rules, name).rule.resources
-    resources.update(settings._parsed_overwrite_resources.get(step, {}))
-    threads = settings._parsed_overwrite_threads.get(step)
+    resources.update(Resources.from_mapping(settings.overwrite_resources.get(step, {})))
+    threads = settings.overwrite_threads.get(step)
     if threads is not None:
-        resources["_cores"] = threads
+        resources["_cores"] = (
+            threads if isinstance(threads, Resource) else Resource("_cores", threads)
+        )
 
 
 def model_file(wildcards):

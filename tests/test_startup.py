@@ -1,0 +1,125 @@
+"""Start-up, in dry runs (seconds): the task's model defaults, and the profile's
+`set-resources`/`set-threads` for a step reaching each of its batch rules."""
+
+import re
+
+import pytest
+import yaml
+from workflow_helpers import make_workdir, run_snakemake, write_config
+
+from tumorseg.errors import InputError
+from tumorseg.workflow_config import TASK_DEFAULTS, apply_task_defaults, check_task
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return make_workdir(tmp_path_factory.mktemp("startup") / "wf")
+
+
+def jobs(dry_run_output: str) -> dict[str, dict]:
+    """Rule name -> {"threads": int, "resources": {...}} of every job a dry run lists."""
+    found = {}
+    for block in dry_run_output.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0].strip()
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        resources = re.search(r"^\s+resources: (.+)$", block, re.M)
+        pairs = (kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else ()
+        found[name] = {
+            "threads": int(threads.group(1)) if threads else 1,
+            "resources": dict(pairs),
+        }
+    return found
+
+
+def test_set_resources_and_set_threads_of_a_step_reach_its_batch_rules(workdir):
+    proc = run_snakemake(
+        workdir, "-n", "--cores", "8", "--configfile", "tests/config/tiny.yaml",
+        "--set-resources", "predict:mem_mb=1234", "evaluate:runtime=77", "qc:mem_mb=321",
+        "--set-threads", "predict=3",
+    )  # fmt: skip
+    found = jobs(proc.stdout)
+    predict = {n: j for n, j in found.items() if n.startswith("predict_unet_b")}
+    evaluate = {n: j for n, j in found.items() if n.startswith("evaluate_unet_b")}
+    qc = {n: j for n, j in found.items() if re.fullmatch(r"qc_b\d+", n)}
+    assert len(predict) == len(evaluate) == len(qc) == 2, sorted(found)
+    assert all(j["threads"] == 3 and j["resources"]["mem_mb"] == "1234" for j in predict.values())
+    assert all(j["resources"]["runtime"] == "77" for j in evaluate.values())
+    assert all(j["resources"]["mem_mb"] == "321" for j in qc.values())
+    # other steps keep their own
+    others = [j for n, j in found.items() if n not in predict]
+    assert all(j["resources"].get("mem_mb") != "1234" for j in others)
+
+
+def test_without_overrides_the_batch_rules_keep_their_own_resources(workdir):
+    found = jobs(run_snakemake(workdir, "-n", "--configfile", "tests/config/tiny.yaml").stdout)
+    predict = [j for n, j in found.items() if n.startswith("predict_unet_b")]
+    assert predict and all(j["resources"].get("mem_mb") != "1234" for j in predict)
+
+
+def _translation_config(workdir, name, model):
+    tiny = yaml.safe_load((workdir / "tests/config/tiny.yaml").read_text())
+    tiny["models"]["unet"].update(model)
+    for key in ("loss", "lesion_sampling"):
+        if key not in model:
+            tiny["models"]["unet"].pop(key, None)
+    config = {**tiny, "task": "translation", "translation": {"inputs": ["t1"], "target": "t2"}}
+    return write_config(workdir, name, config)
+
+
+def test_a_translation_model_that_names_no_loss_starts(workdir):
+    # the schema's defaults are segmentation's (dice_ce, lesion sampling): the task's win
+    config = _translation_config(workdir, "translation_defaults.yaml", {})
+    proc = run_snakemake(workdir, "-n", "--configfile", config, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # an explicit loss that does not fit the task is still refused
+    config = _translation_config(workdir, "translation_dice.yaml", {"loss": "dice_ce"})
+    proc = run_snakemake(workdir, "-n", "--configfile", config, check=False)
+    assert proc.returncode != 0
+    assert "loss dice_ce is not a translation loss" in proc.stdout + proc.stderr
+
+
+TRANSLATION = {"translation": {"inputs": ["t1"], "target": "t2"}}
+
+
+def _validated(config: dict) -> dict:
+    """The config after the schema filled segmentation's defaults into every model."""
+    models = {
+        name: {"loss": "dice_ce", "lesion_sampling": True, "ce_weight": 1.0, "dice_weight": 1.0}
+        | settings
+        for name, settings in config["models"].items()
+    }
+    return {**config, "models": models}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (  # translation: MAE on every brain slice alike
+            {"task": "translation", **TRANSLATION, "models": {"a": {}, "b": {"loss": "mse"}}},
+            {"a": ("mae", False, 1.0, 1.0), "b": ("mse", False, 1.0, 1.0)},
+        ),
+        (  # binary masks: BCE + 0.3 Dice, the LGG tutorial's; an explicit weight is kept
+            {"label_convention": "binary", "models": {"a": {}, "b": {"dice_weight": 0.5}}},
+            {"a": ("dice_ce", True, 1.0, 0.3), "b": ("dice_ce", True, 1.0, 0.5)},
+        ),
+        (  # BraTS: the schema's defaults
+            {"label_convention": "brats2017", "models": {"a": {}}},
+            {"a": ("dice_ce", True, 1.0, 1.0)},
+        ),
+    ],
+)
+def test_the_task_decides_the_defaults_a_model_leaves_out(given, expected):
+    config = _validated(given)
+    apply_task_defaults(config, given)
+    keys = ("loss", "lesion_sampling", "ce_weight", "dice_weight")
+    assert {n: tuple(m[k] for k in keys) for n, m in config["models"].items()} == expected
+    check_task(config)
+
+
+def test_an_explicit_setting_that_does_not_fit_the_task_is_refused():
+    given = {"task": "translation", **TRANSLATION, "models": {"a": {"loss": "dice"}}}
+    config = _validated(given)
+    apply_task_defaults(config, given)
+    with pytest.raises(InputError, match="models.a: loss dice is not a translation loss"):
+        check_task(config)
+    assert TASK_DEFAULTS["translation"]["loss"] == "mae"
