@@ -11,6 +11,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/batch_jobs.smk"
+include: "workflow/rules/params.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/split.smk"
@@ -25,6 +26,9 @@ else:
 
     include: "workflow/rules/predict.smk"
     include: "workflow/rules/evaluate.smk"
+
+
+include: "workflow/rules/aggregate.smk"
 
 
 rule all:

@@ -92,11 +92,32 @@ def rule_directives(path: Path) -> dict[str, dict[str, str]]:
     return rules
 
 
+def task_scripts() -> dict[str, list[str]]:
+    """Key -> the scripts the tasks' ``AGGREGATE`` dicts name under it (a rule shared by
+    both tasks has ``script: AGGREGATE["<key>"]``)."""
+    found: dict[str, list[str]] = {}
+    for path in RULE_FILES:
+        for key, script in re.findall(
+            r'^\s*"(\w+)": "(\.\./scripts/\w+\.py)"', path.read_text(), re.M
+        ):
+            found.setdefault(key, []).append(script)
+    return found
+
+
 def all_rules() -> dict[str, tuple[Path, dict[str, str]]]:
+    """Rule -> (its file, its directives); a rule whose script the task picks is listed
+    once per task's script, as ``<rule> (<script>)``."""
     found = {}
+    scripts = task_scripts()
     for path in RULE_FILES:
         for rule, directives in rule_directives(path).items():
-            found[rule] = (path, directives)
+            key = re.fullmatch(r'AGGREGATE\["(\w+)"\]', directives.get("script", ""))
+            if key is None:
+                found[rule] = (path, directives)
+                continue
+            assert len(scripts[key.group(1)]) == 2, f"rule {rule}: one script per task"
+            for script in scripts[key.group(1)]:
+                found[f"{rule} ({Path(script).name})"] = (path, {**directives, "script": script})
     return found
 
 
@@ -149,7 +170,8 @@ def third_party_imports(script: Path) -> set[str]:
 def test_one_env_per_purpose_and_every_rule_uses_one():
     assert {p.name for p in ENVS.glob("*.yaml")} == EXPECTED_ENVS
     rules = all_rules()
-    assert {"preprocess", "train", "predict", "evaluate", "aggregate"} <= set(rules)
+    assert {"preprocess", "train", "predict", "evaluate", "aggregate (aggregate.py)"} <= set(rules)
+    assert "aggregate (aggregate_translation.py)" in rules and "summarise (summarise.py)" in rules
     used = set()
     for rule, (path, directives) in rules.items():
         if rule == "all":

@@ -1,5 +1,16 @@
-# Per-case arguments of the batch jobs (predict, evaluate, ceiling): one dict per case with
-# the same paths as the batch rule's input and output lists.
+# Per-case arguments of the batch jobs (qc, predict, evaluate, ceiling): one dict per case.
+# The batch rules take their input and output lists from these dicts (`column`), so each
+# per-case path is spelled once, here.
+
+
+def column(jobs, key):
+    """The values of ``key`` in a batch's per-case dicts (those that have it), each once, in
+    case order: a batch rule's input or output list."""
+    return list(dict.fromkeys(v for job in jobs if key in job for v in _as_list(job[key])))
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
 
 
 def predict_jobs(run, cases):
@@ -38,7 +49,7 @@ def evaluate_jobs(run, cases):
             "pred_path": PRED.format(model=run, case=c),
             "ref_path": SAMPLES.loc[c, "seg"],
             "ceiling_path": CEILING.format(case=c),
-            "out_path": f"results/metrics/{run}/cases/{c}.tsv",
+            "out_path": CASE_METRICS.format(model=run, case=c),
         }
         for c in cases
     ]
@@ -59,10 +70,6 @@ def mask_arg(case):
 def inputs_of(case):
     """The native input modality files of a case, in `modalities` order."""
     return [SAMPLES.loc[case, m] for m in config["modalities"]]
-
-
-def masks_of(cases):
-    return [m["mask_path"] for c in cases for m in [mask_arg(c)] if m]
 
 
 def synthesise_jobs(run, cases):
@@ -102,15 +109,11 @@ def evaluate_translation_jobs(run, cases):
             "ceiling_path": CEILING.format(case=c),
             "input_paths": inputs_of(c),
             "geometry_json": f"results/preprocessed/{c}/geometry.json",
-            "out_path": f"results/metrics/{run}/cases/{c}.tsv",
+            "out_path": CASE_METRICS.format(model=run, case=c),
             **mask_arg(c),
         }
         for c in cases
     ]
-
-
-def native_inputs(cases):
-    return list(dict.fromkeys(p for c in cases for p in inputs_of(c)))
 
 
 def qc_jobs(cases):

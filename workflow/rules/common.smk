@@ -50,6 +50,7 @@ PRED = "results/predictions/{model}/{case}" + (
 )
 SAVE_PROBS = config["predict"]["save_probabilities"] and not TRANSLATION
 PROBS = "results/predictions/{model}/{case}_probs.nii.gz"
+CASE_METRICS = "results/metrics/{model}/cases/{case}.tsv"
 CEILING = "results/ceiling/{case}" + (f"_{TARGET}.nii.gz" if TRANSLATION else "_seg.nii.gz")
 # the demo writes the target too when it is synthesised
 DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANSLATION else [])]))

@@ -4,21 +4,22 @@
 
 
 for run, batch, cases in run_batches(CASES):
+    jobs = predict_jobs(run, cases)
 
     rule:
         name:
             batch_rule("predict", run, batch)
         input:
             model=model_file_of(run),
-            images=preprocessed(["image.npy"], cases),
-            geometries=preprocessed(["geometry.json"], cases),
-            references=[reference_of(c) for c in cases],
+            images=column(jobs, "image_npy"),
+            geometries=column(jobs, "geometry_json"),
+            references=column(jobs, "reference"),
         output:
-            **({"probs": expand(PROBS, model=run, case=cases)} if SAVE_PROBS else {}),
+            **({"probs": column(jobs, "out_probs")} if SAVE_PROBS else {}),
             seg=(
-                [directory(p) for p in expand(PRED, model=run, case=cases)]
+                [directory(p) for p in column(jobs, "out_seg")]
                 if STACKS
-                else expand(PRED, model=run, case=cases)
+                else column(jobs, "out_seg")
             ),
         log:
             batch=f"logs/predict/{run}/batch{batch}.log",
@@ -32,7 +33,7 @@ for run, batch, cases in run_batches(CASES):
             mem_mb=3000,
             runtime=batch_runtime(cases, 10, 0.2),
         params:
-            cases=predict_jobs(run, cases),
+            cases=jobs,
             labels=LABELS,
             batch_size=config["predict"]["batch_size"],
             windows=(

@@ -61,24 +61,25 @@ rule preprocess_summary:
 
 
 for batch, cases in assign_batches(CASES, config["predict"]["batches"]).items():
+    jobs = qc_jobs(cases)
 
     rule:
         name:
             f"qc_b{batch}"
         input:
-            images=preprocessed(["image.npy"], cases),
-            labels=preprocessed([f"{TRUTH}.npy"], cases),
-            geometries=preprocessed(["geometry.json"], cases),
+            images=column(jobs, "image_npy"),
+            labels=column(jobs, "label_npy"),
+            geometries=column(jobs, "geometry_json"),
         output:
             pictures=[
                 report(
-                    f"results/preprocessed/{c}/qc.png",
+                    job["out_png"],
                     caption="../report/qc.rst",
                     category="1. Preprocessing",
                     subcategory="QC per case",
-                    labels={"case": c},
+                    labels={"case": job["case"]},
                 )
-                for c in cases
+                for job in jobs
             ],
         log:
             batch=f"logs/qc/batch{batch}.log",
@@ -90,7 +91,7 @@ for batch, cases in assign_batches(CASES, config["predict"]["batches"]).items():
             mem_mb=1000,
             runtime=batch_runtime(cases, 5, 0.05),
         params:
-            cases=qc_jobs(cases),
+            cases=jobs,
             code=CODE["qc"],
         script:
             "../scripts/qc.py"

@@ -26,19 +26,19 @@ rule train:
         "results/benchmarks/train/{model}.tsv"
     conda:
         "../../envs/tensorflow.yaml"
-    threads: lambda w: model_settings(w)["threads"]
+    threads: train_threads
     resources:
         gpu=1,
         mem_mb=train_mem_mb,
-        runtime=lambda w: model_settings(w)["runtime"],
+        runtime=train_runtime,
     params:
         settings=training_settings,
         labels=LABELS,
-        fold=lambda w: RUNS[w.model][1],
+        fold=run_fold,
         deterministic=config["training"]["deterministic"],
-        preprocessed_dir=lambda w, input: str(Path(input.preprocessed).parent),
-        checkpoint_dir=lambda w: f"results/checkpoints/{w.model}",
-        tensorboard_dir=lambda w: f"results/models/{w.model}/tensorboard",
+        preprocessed_dir=preprocessed_dir,
+        checkpoint_dir="results/checkpoints/{model}",
+        tensorboard_dir="results/models/{model}/tensorboard",
         code=CODE["train"],
     script:
         "../scripts/train.py"

@@ -5,6 +5,7 @@
 
 
 for run, batch, cases in run_batches(CASES):
+    jobs = synthesise_jobs(run, cases)
 
     rule:
         name:
@@ -12,12 +13,12 @@ for run, batch, cases in run_batches(CASES):
         input:
             **scale_of(run),
             model=model_file_of(run),
-            images=preprocessed(["image.npy"], cases),
-            geometries=preprocessed(["geometry.json"], cases),
-            inputs=native_inputs(cases),
-            masks=masks_of(cases),
+            images=column(jobs, "image_npy"),
+            geometries=column(jobs, "geometry_json"),
+            inputs=column(jobs, "inputs"),
+            masks=column(jobs, "mask_path"),
         output:
-            synthetic=expand(PRED, model=run, case=cases),
+            synthetic=column(jobs, "out_path"),
         log:
             batch=f"logs/predict/{run}/batch{batch}.log",
             cases=expand("logs/predict/{model}/{case}.log", model=run, case=cases),
@@ -30,7 +31,7 @@ for run, batch, cases in run_batches(CASES):
             mem_mb=3000,
             runtime=batch_runtime(cases, 10, 0.2),
         params:
-            cases=synthesise_jobs(run, cases),
+            cases=jobs,
             batch_size=config["predict"]["batch_size"],
             brain_threshold=config["preprocess"]["brain_threshold"],
             code=CODE["synthesise"],
@@ -41,17 +42,18 @@ for run, batch, cases in run_batches(CASES):
 
 
 for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items():
+    jobs = translation_ceiling_jobs(cases)
 
     rule:
         name:
             f"ceiling_b{batch}"
         input:
-            targets=preprocessed(["target.npy"], cases),
-            geometries=preprocessed(["geometry.json"], cases),
-            inputs=native_inputs(cases),
-            masks=masks_of(cases),
+            targets=column(jobs, "target_npy"),
+            geometries=column(jobs, "geometry_json"),
+            inputs=column(jobs, "inputs"),
+            masks=column(jobs, "mask_path"),
         output:
-            expand(CEILING, case=cases),
+            column(jobs, "out_path"),
         log:
             batch=f"logs/ceiling/batch{batch}.log",
             cases=expand("logs/ceiling/{case}.log", case=cases),
@@ -64,7 +66,7 @@ for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items
             mem_mb=2000,
             runtime=batch_runtime(cases, 5, 0.1),
         params:
-            cases=translation_ceiling_jobs(cases),
+            cases=jobs,
             brain_threshold=config["preprocess"]["brain_threshold"],
             code=CODE["translation_ceiling"],
         script:
@@ -74,19 +76,20 @@ for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items
 
 
 for run, batch, cases in run_batches(LABELLED):
+    jobs = evaluate_translation_jobs(run, cases)
 
     rule:
         name:
             batch_rule("evaluate", run, batch)
         input:
-            preds=expand(PRED, model=run, case=cases),
-            refs=[SAMPLES.loc[c, "seg"] for c in cases],
-            ceilings=expand(CEILING, case=cases),
-            geometries=preprocessed(["geometry.json"], cases),
-            inputs=native_inputs(cases),
-            masks=masks_of(cases),
+            preds=column(jobs, "pred_path"),
+            refs=column(jobs, "target_path"),
+            ceilings=column(jobs, "ceiling_path"),
+            geometries=column(jobs, "geometry_json"),
+            inputs=column(jobs, "input_paths"),
+            masks=column(jobs, "mask_path"),
         output:
-            tsv=expand("results/metrics/{model}/cases/{case}.tsv", model=run, case=cases),
+            tsv=column(jobs, "out_path"),
         log:
             batch=f"logs/evaluate/{run}/batch{batch}.log",
             cases=expand("logs/evaluate/{model}/{case}.log", model=run, case=cases),
@@ -99,7 +102,7 @@ for run, batch, cases in run_batches(LABELLED):
             mem_mb=2000,
             runtime=batch_runtime(cases, 5, 0.1),
         params:
-            cases=evaluate_translation_jobs(run, cases),
+            cases=jobs,
             brain_mask=config["preprocess"]["brain_mask"],
             brain_threshold=config["preprocess"]["brain_threshold"],
             code=CODE["evaluate_translation"],
@@ -109,69 +112,12 @@ for run, batch, cases in run_batches(LABELLED):
     apply_profile("evaluate", batch_rule("evaluate", run, batch))
 
 
-rule aggregate:
-    input:
-        cases=expand("results/metrics/{{model}}/cases/{case}.tsv", case=LABELLED),
-        splits="results/splits/splits.tsv",
-        images=[SAMPLES.loc[c, IMAGE_COLUMNS[0]] for c in LABELLED],
-        refs=[SAMPLES.loc[c, "seg"] for c in LABELLED],
-        preds=expand(PRED, model="{model}", case=LABELLED),
-        geometries=preprocessed(["geometry.json"], LABELLED),
-    output:
-        per_case=report(
-            "results/metrics/{model}/per_case.tsv",
-            caption="../report/per_case.rst",
-            category="4. Evaluation",
-            labels={"model": "{model}", "table": "per case"},
-        ),
-        boxplots=report(
-            "results/metrics/{model}/boxplots.png",
-            caption="../report/boxplots.rst",
-            category="4. Evaluation",
-            labels={"model": "{model}", "figure": "box plots"},
-        ),
-        overlays=report(
-            "results/metrics/{model}/overlays.png",
-            caption="../report/translation_cases.rst",
-            category="4. Evaluation",
-            labels={"model": "{model}", "figure": "input, synthetic, real, error"},
-        ),
-    log:
-        "logs/aggregate/{model}.log",
-    conda:
-        "../../envs/imaging.yaml"
-    threads: 1
-    resources:
-        mem_mb=3000,
-        runtime=10,
-    params:
-        overlay_cases=LABELLED,
-        code=CODE["aggregate_translation"],
-    script:
-        "../scripts/aggregate_translation.py"
-
-
-rule summarise:
-    input:
-        expand("results/metrics/{model}/per_case.tsv", model=list(RUNS)),
-    output:
-        summary=report(
-            "results/metrics/summary.tsv",
-            caption="../report/summary.rst",
-            category="5. Comparison",
-        ),
-        comparison=report(
-            "results/metrics/comparison.tsv",
-            caption="../report/translation_comparison.rst",
-            category="5. Comparison",
-        ),
-    log:
-        "logs/summarise.log",
-    localrule: True
-    conda:
-        "../../envs/imaging.yaml"
-    params:
-        models=list(RUNS),
-        code=CODE["summarise_translation"],
-    script:
-        "../scripts/summarise_translation.py"
+#: what the shared rules `aggregate` and `summarise` (aggregate.smk) run for translation
+AGGREGATE = {
+    "script": "../scripts/aggregate_translation.py",
+    "summarise": "../scripts/summarise_translation.py",
+    "inputs": {"geometries": preprocessed(["geometry.json"], LABELLED)},
+    "params": {},
+    "overlays": ("translation_cases.rst", "input, synthetic, real, error"),
+    "comparison": "translation_comparison.rst",
+}
