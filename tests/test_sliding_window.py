@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tumorseg.inference.sliding_window import (
+from tumorseg.training.sliding_window import (
     gaussian_importance,
     predict_volume,
     tile_starts,

@@ -38,7 +38,7 @@ def predict_probabilities(model, image: np.ndarray, batch_size: int, windows=Non
     """Class probabilities (z, y, x, C) of every slice of a case, in batches; a 3D model
     (patches) slides its window over the volume (``windows``: ``overlap``, ``gaussian``)."""
     if len(model.input_shape) == 5:
-        from tumorseg.inference.sliding_window import predict_volume
+        from tumorseg.training.sliding_window import predict_volume
 
         windows = windows or {"overlap": 0.5, "gaussian": True}
         patch_zyx = tuple(int(v) for v in model.input_shape[1:4])

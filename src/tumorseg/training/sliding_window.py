@@ -9,7 +9,9 @@ Voxels near a tile's border, where a network sees the least context, so count le
 
 The model is any callable ``predict_fn(batch (b, pz, py, px, C) float32) -> (b, pz, py,
 px, n_classes)`` (NumPy arrays or tensors), so this module needs neither Keras nor
-TensorFlow.
+TensorFlow. It is the one way a 3D model sees a whole volume: the prediction of a case
+(:mod:`tumorseg.inference.predict`) and the validation that picks the best epoch
+(:mod:`tumorseg.training.validation`) both use it, so they tile alike.
 """
 
 from __future__ import annotations
