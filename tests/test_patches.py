@@ -14,6 +14,7 @@ from tumorseg.training.patches import (
     PatchReader,
     PatchSampler,
 )
+from tumorseg.training.sliding_window import tile_starts
 
 NO_AUGMENT = {"flip": False, "rotation": 0, "shift": 0, "zoom": 0, "shear": 0}
 STRONG = {"flip": True, "rotation": 30, "shift": 0.1, "zoom": 0.2, "shear": 10}
@@ -242,6 +243,11 @@ def test_validation_tiles_cover_every_voxel(shape, patch_xyz):
     for axis in range(3):  # the last tile of an axis ends flush with it
         assert starts[:, axis].max() == max(0, shape[axis] - patch[axis])
     np.testing.assert_array_equal(starts, patches.validation_tiles(shape, patch_xyz))
+    # the windows of inference, with its overlap
+    for overlap in (0.5, 0.25):
+        np.testing.assert_array_equal(
+            patches.validation_tiles(shape, patch_xyz, overlap), tile_starts(shape, patch, overlap)
+        )
 
 
 @pytest.fixture
@@ -292,23 +298,9 @@ def test_train_dataset_streams_the_drawn_patches(volumes):
 def test_patch_datasets_take_the_slice_datasets_options(volumes):
     reader = PatchReader(volumes, ["a", "b"], 4, (8, 8, 4))
     sampler = PatchSampler(reader, (8, 8, 4), seed=1)
-    made = [
-        patches.make_patch_train_dataset(reader, sampler, settings(), 2, 1, threads=3),
-        patches.make_patch_val_dataset(reader, batch_size=5, threads=3),
-    ]
+    made = [patches.make_patch_train_dataset(reader, sampler, settings(), 2, 1, threads=3)]
     for ds in made:
         options = ds.options()
         assert options.deterministic is True
         assert options.threading.private_threadpool_size == 3
         assert options.autotune.enabled is False
-
-
-def test_val_dataset_reads_every_tile_in_order(volumes):
-    reader = PatchReader(volumes, ["a", "b"], 4, (8, 8, 4))
-    batches = list(patches.make_patch_val_dataset(reader, batch_size=5).as_numpy_iterator())
-    case_index, starts = patches.validation_index(reader)
-    assert len(case_index) == 2 * 3 * 2 * 2  # z: 0, 4, 6; y and x: 0, 8
-    np.testing.assert_array_equal(case_index, [0] * 12 + [1] * 12)
-    images, labels = reader.read(case_index, starts)
-    np.testing.assert_array_equal(np.concatenate([b[0] for b in batches]), images)
-    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]).argmax(-1), labels)

@@ -17,9 +17,12 @@ import pytest
 from training_fixtures import model_defaults, write_synthetic_cases
 
 from tumorseg.errors import InputError
+from tumorseg.training.losses import get_loss
 from tumorseg.training.memory import estimate_mem_mb
 from tumorseg.training.models import build_model, forward_flops
+from tumorseg.training.patches import PatchReader
 from tumorseg.training.train import Checkpoints, train_model
+from tumorseg.training.validation import DEFAULT_WINDOWS, validate_volumes
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = str(ROOT / "src")
@@ -80,6 +83,17 @@ def test_3d_training_loss_falls(volumes, tmp_path, caplog):
     assert "memory estimate" in caplog.text
     model = keras.models.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
     assert model.input_shape == (None, 8, 32, 32, 2)
+    # the Dice that chose the saved epoch is that of the whole validation volume predicted
+    # as inference predicts it (sliding window, Gaussian), not the tiles' Dice
+    assert "whole-volume validation (sliding window, overlap 0.5, Gaussian)" in caplog.text
+    reader = PatchReader(root, ["c4"], 4, settings3d()["patch_size"])
+    scores = validate_volumes(
+        lambda x: np.asarray(model(x, training=False)), reader, "brats2017", DEFAULT_WINDOWS, 2,
+        get_loss(settings3d()),
+    )  # fmt: skip
+    best = history.loc[history["val_dice_mean"].idxmax()]
+    for name, value in scores.items():
+        assert best[f"val_{name}"] == pytest.approx(value, abs=1e-6), (name, best, scores)
 
 
 def test_killed_3d_training_resumes(volumes, tmp_path, caplog):

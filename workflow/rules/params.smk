@@ -10,6 +10,18 @@ def train_runtime(wildcards):
     return model_settings(wildcards)["runtime"]
 
 
+def windows_of(run):
+    """The sliding window (`predict.overlap`, `predict.gaussian`) of a 3D model run: its
+    prediction and the validation that picks its best epoch use it; None for 2D."""
+    if config["models"][RUNS[run][0]]["architecture"] != "unet3d":
+        return None
+    return {k: config["predict"][k] for k in ("overlap", "gaussian")}
+
+
+def train_windows(wildcards):
+    return windows_of(wildcards.model)
+
+
 def run_fold(wildcards):
     """The cross-validation fold a model run trains on (None without folds)."""
     return RUNS[wildcards.model][1]

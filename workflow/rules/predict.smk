@@ -36,11 +36,7 @@ for run, batch, cases in run_batches(CASES):
             cases=jobs,
             labels=LABELS,
             batch_size=config["predict"]["batch_size"],
-            windows=(
-                {k: config["predict"][k] for k in ("overlap", "gaussian")}
-                if config["models"][RUNS[run][0]]["architecture"] == "unet3d"
-                else None
-            ),
+            windows=windows_of(run),
             code=CODE["predict"],
         script:
             "../scripts/predict.py"

@@ -35,6 +35,7 @@ rule train:
         settings=training_settings,
         labels=LABELS,
         fold=run_fold,
+        windows=train_windows,
         deterministic=config["training"]["deterministic"],
         preprocessed_dir=preprocessed_dir,
         checkpoint_dir="results/checkpoints/{model}",

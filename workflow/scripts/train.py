@@ -26,4 +26,5 @@ run_step(
     fold=snakemake.params.fold,
     deterministic=snakemake.params.deterministic,
     threads=snakemake.threads,
+    windows=snakemake.params.windows,
 )

@@ -115,6 +115,7 @@ def run_fingerprint(settings, d: TrainingData, fold, labels) -> str:
             else {"names": labels.names, "regions": labels.regions},
             "train_slices": hashlib.sha256(d.train_slices.to_csv().encode()).hexdigest(),
             "val_slices": hashlib.sha256(d.val_slices.to_csv().encode()).hexdigest(),
+            **({"windows": d.windows} if d.windows else {}),
         },
     )
 

@@ -29,6 +29,7 @@ class TrainingData:
     steps: int
     epochs: int
     sampler: object = None  # 3D: the tumour-fraction patch sampler
+    windows: dict | None = None  # 3D: the sliding window of inference (overlap, gaussian)
 
     @property
     def n_channels(self) -> int:
@@ -40,12 +41,17 @@ class TrainingData:
         return tuple(self.shape[:3]) if self.sampler is not None else int(self.shape[0])
 
 
-def _patch_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> TrainingData:
+def _patch_data(
+    splits_path, preprocessed_dir, settings, fold, n_classes, windows=None
+) -> TrainingData:
     """3D training (unet3d): patches of the training volumes drawn with a tumour-fraction
-    floor, validation on tiles covering the validation volumes."""
+    floor, validation on the validation volumes as inference tiles them (``windows``:
+    ``overlap`` and ``gaussian``, those of :data:`~tumorseg.training.validation.DEFAULT_WINDOWS`
+    when None)."""
     import numpy as np
 
     from tumorseg.training import data, patches
+    from tumorseg.training.validation import DEFAULT_WINDOWS
 
     train_cases, val_cases = data.read_split(splits_path, fold)
     train_slices = data.read_slices(preprocessed_dir, train_cases, n_classes)
@@ -79,15 +85,19 @@ def _patch_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> Tra
     )
     return TrainingData(
         train_cases, val_cases, train_slices, val_slices, train_reader, val_reader, shape,
-        steps, int(settings["epochs"]), sampler,
+        steps, int(settings["epochs"]), sampler, dict(windows or DEFAULT_WINDOWS),
     )  # fmt: skip
 
 
-def training_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> TrainingData:
+def training_data(
+    splits_path, preprocessed_dir, settings, fold, n_classes, windows=None
+) -> TrainingData:
+    """The cases, readers and batch plan of a run: 2D slices, or 3D patches (``windows``:
+    the sliding window its validation predicts with, as inference does)."""
     from tumorseg.training import data
 
     if settings["architecture"] == "unet3d":
-        return _patch_data(splits_path, preprocessed_dir, settings, fold, n_classes)
+        return _patch_data(splits_path, preprocessed_dir, settings, fold, n_classes, windows)
 
     train_cases, val_cases = data.read_split(splits_path, fold)
     train_slices = data.read_slices(preprocessed_dir, train_cases, n_classes)
@@ -120,7 +130,8 @@ def training_data(splits_path, preprocessed_dir, settings, fold, n_classes) -> T
 
 
 def datasets(d: TrainingData, settings: dict, start_epoch: int, threads: int):
-    """The training and validation datasets: slices, or 3D patches and tiles."""
+    """The training and validation datasets: slices, or 3D patches (and no validation
+    dataset: a 3D model is validated on whole volumes, :mod:`tumorseg.training.validation`)."""
     from tumorseg.training import data, patches
 
     batch = int(settings["batch_size"])
@@ -128,7 +139,7 @@ def datasets(d: TrainingData, settings: dict, start_epoch: int, threads: int):
         train = patches.make_patch_train_dataset(
             d.train_reader, d.sampler, settings, d.steps, d.epochs, start_epoch, threads
         )
-        return train, patches.make_patch_val_dataset(d.val_reader, batch, threads)
+        return train, None  # validated whole, volume by volume (training.validation)
     train = data.make_train_dataset(
         d.train_reader, d.train_slices, settings, d.steps, d.epochs, start_epoch, threads
     )
@@ -141,4 +152,4 @@ def val_samples(d: TrainingData) -> tuple[int, str]:
         return len(d.val_slices), "slices"
     from tumorseg.training.patches import validation_index
 
-    return len(validation_index(d.val_reader)[0]), "patches"
+    return len(validation_index(d.val_reader, float(d.windows["overlap"]))[0]), "patches"

@@ -23,13 +23,12 @@ read. Patch sizes come in (x, y, z) order like every size in the config; arrays 
 - Standardisation: preprocessing already z-scores each channel inside the brain (0
   outside), which is the tutorial's channel standardisation; ``patch_standardise`` adds the
   tutorial's per-patch variant (:func:`standardise_patches`).
-- Validation (:func:`make_patch_val_dataset`): every tile of :func:`validation_tiles` of
-  every validation case, in order, unaugmented.
+- Validation: every validation volume predicted whole, window by window, as inference
+  predicts it (:mod:`tumorseg.training.validation`; the windows: :func:`validation_tiles`).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -394,53 +393,18 @@ def make_patch_train_dataset(
     return ds.prefetch(2).with_options(dataset_options(threads))
 
 
-def validation_tiles(shape_zyx, patch_xyz) -> np.ndarray:
-    """Starts (n, 3) int64, z slowest, of patches tiling a (z, y, x) volume: per axis
-    ``0, p, 2p, ...`` and a last one flush with the end (overlapping its neighbour), or the
-    single start 0 when the axis is no longer than the patch (the patch is then padded)."""
-    axes = []
-    for size, p in zip(shape_zyx, patch_zyx(patch_xyz), strict=True):
-        last = max(0, int(size) - p)
-        axes.append(np.array([*range(0, last, p), last], np.int64))
-    grid = np.meshgrid(*axes, indexing="ij")
-    return np.stack([g.reshape(-1) for g in grid], axis=1)
+def validation_tiles(shape_zyx, patch_xyz, overlap: float = 0.5) -> np.ndarray:
+    """Starts (n, 3) int64, z slowest, of the windows that inference slides over a (z, y, x)
+    volume (:func:`tumorseg.training.sliding_window.tile_starts` with the same ``overlap``):
+    the first at 0, the last flush with the end of each axis, or the single start 0 when
+    the axis is no longer than the patch (the patch is then padded)."""
+    from tumorseg.training.sliding_window import tile_starts
+
+    return tile_starts(shape_zyx, patch_zyx(patch_xyz), overlap)
 
 
-def validation_index(reader: PatchReader) -> tuple[np.ndarray, np.ndarray]:
+def validation_index(reader: PatchReader, overlap: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Case indices (n,) and starts (n, 3) of every validation tile of every case, in order."""
-    tiles = [validation_tiles(shape, reader.patch_xyz) for shape in reader.shapes]
+    tiles = [validation_tiles(shape, reader.patch_xyz, overlap) for shape in reader.shapes]
     case_index = np.concatenate([np.full(len(t), i, np.int64) for i, t in enumerate(tiles)])
     return case_index, np.concatenate(tiles)
-
-
-def make_patch_val_dataset(
-    reader: PatchReader, batch_size: int, threads: int = 2, standardise: bool = False
-):
-    """Batches ``(images, one-hot labels)`` of every tile of :func:`validation_index`, in
-    order, unaugmented (``standardise``: as ``patch_standardise`` in training).
-
-    The tiles cover every voxel; where they overlap (the last tile of an axis) voxels are
-    counted twice, so a region Dice pooled over all tiles approximates, not equals, the
-    volume's Dice. Padding (volumes shorter than the patch) is background in the label.
-    """
-    import tensorflow as tf
-
-    case_index, starts = validation_index(reader)
-    n, batch_size = len(case_index), int(batch_size)
-    patch, c = reader.patch, reader.channels
-
-    read_patches = _read_fn(reader, standardise)
-
-    def read(b):
-        rows = slice(int(b) * batch_size, min(n, (int(b) + 1) * batch_size))
-        return read_patches(case_index[rows], starts[rows])
-
-    def load(b):
-        images, labels = tf.numpy_function(read, [b], [tf.float32, tf.uint8], stateful=False)
-        images = tf.ensure_shape(images, (None, *patch, c))
-        labels = tf.ensure_shape(labels, (None, *patch))
-        return images, tf.one_hot(labels, reader.n_classes, dtype=tf.float32)
-
-    ds = tf.data.Dataset.range(math.ceil(n / batch_size))
-    ds = ds.map(load, num_parallel_calls=max(1, threads))
-    return ds.prefetch(2).with_options(dataset_options(threads))

@@ -40,6 +40,7 @@ from tumorseg.training.checkpoints import Checkpoints, resume, run_fingerprint
 from tumorseg.training.inputs import TrainingData, datasets, training_data, val_samples
 from tumorseg.training.precision import policy_name
 from tumorseg.training.setup import precision, start_tensorflow
+from tumorseg.training.validation import volume_validation_callback
 
 log = logging.getLogger("tumorseg.train")  # one logger for every part of the training job
 
@@ -83,13 +84,19 @@ def _fit(model, clean_model, d: TrainingData, settings, run: dict, threads: int)
         run["metrics"],
     )
     rate = rate_callback(keras, d.steps * int(settings["batch_size"]), *val_samples(d))
+    callbacks = [callback, rate]  # the rate last: its epoch time holds the checkpoint
+    if d.sampler is not None:  # 3D: whole volumes validated, before the epoch is judged
+        batch = int(settings["batch_size"])
+        callbacks.insert(0, volume_validation_callback(
+            keras, d.val_reader, run["labels"], d.windows, batch, rate
+        ))  # fmt: skip
     model.fit(
         train_ds,
         epochs=d.epochs,
         initial_epoch=int(state["epoch"]),
         steps_per_epoch=d.steps,
         validation_data=val_ds,
-        callbacks=[callback, rate],  # the rate last: its epoch time holds the checkpoint
+        callbacks=callbacks,
         shuffle=False,
         verbose=0,
     )
@@ -151,6 +158,7 @@ def train_model(
     deterministic: bool = True,
     threads: int = 2,
     out_scale: str | None = None,
+    windows: dict | None = None,
 ) -> None:
     """Train the model described by ``settings`` on the split's train cases, one output
     channel per class of the label map ``labels`` (``labels`` None: image translation, one
@@ -161,7 +169,9 @@ def train_model(
     (PNG), ``out_summary`` (text: layers, parameter counts, forward FLOPs) and TensorBoard
     logs under ``tensorboard_dir``; resumes from ``checkpoint_dir`` when a matching
     checkpoint is there. ``out_scale`` (translation): a JSON of the training cases' mean
-    in-brain target statistics, the scale of :func:`write_target_scale`.
+    in-brain target statistics, the scale of :func:`write_target_scale`. ``windows``
+    (3D): the sliding window (``overlap``, ``gaussian``) that validation predicts with, as
+    inference does.
     """
     from tumorseg.tasks.labels import as_label_map
 
@@ -172,7 +182,7 @@ def train_model(
     labels = None if labels is None else as_label_map(labels)
     n_classes = 0 if labels is None else labels.n_classes  # 0: regression (translation)
     gpus = start_tensorflow(threads, int(settings["seed"]), deterministic)
-    d = training_data(splits_path, preprocessed_dir, settings, fold, n_classes)
+    d = training_data(splits_path, preprocessed_dir, settings, fold, n_classes, windows)
     checkpoints = Checkpoints(checkpoint_dir)
     checkpoints.prepare(run_fingerprint(settings, d, fold, labels))
 
@@ -188,6 +198,7 @@ def train_model(
         "tensorboard_dir": tensorboard_dir,
         "t0": t0,
         "metrics": history_metrics(labels),
+        "labels": labels,
         "regions": [] if labels is None else list(labels.regions),
         "class_names": ["synthetic target"] if labels is None else list(labels.names),
         "fold": fold,
