@@ -1,4 +1,5 @@
-"""One process-wide lock for SimpleITK's HDF5-based formats (MINC 2, HDF5).
+"""The image formats: the ITK reader named for each (:func:`image_io`), and one
+process-wide lock for SimpleITK's HDF5-based ones (MINC 2, HDF5).
 
 ITK's bundled HDF5 library is not thread-safe: two threads reading ``.mnc`` files at
 once die intermittently (segmentation fault, "Can not get real value hyperslab",
@@ -13,7 +14,7 @@ read crashes as well. Hence:
 - everything else (HDF5-based formats, and unknown suffixes whose reader ITK must guess)
   is read, probed and written under :data:`LOCK` (:func:`hdf5_lock`).
 
-Stdlib only: :mod:`tumorseg.preprocessing.geometry` and :mod:`tumorseg.io.images` both import it.
+Stdlib only: :mod:`tumorseg.io.grid` and :mod:`tumorseg.io.images` both import it.
 """
 
 from __future__ import annotations
