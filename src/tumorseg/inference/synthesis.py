@@ -3,28 +3,21 @@ grid."""
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
-
-from tumorseg.inference.export import native_reference, write_translation
-from tumorseg.inference.predict import configure_threads, load_model, predict_probabilities
-from tumorseg.io.grid import load_geometry
+from tumorseg.inference.export import write_translation
+from tumorseg.inference.predict import configure_threads, forward_case, load_model
 
 
 def forward_translation_case(
     case: str, model, image_npy: str, geometry_json: str, inputs: list[str], batch_size: int
 ) -> dict:
     """The model's half of a synthesis: the checked record and the z-scored values on the
-    preprocessed grid."""
-    t0 = time.perf_counter()
-    record = load_geometry(geometry_json)
-    native_reference(inputs[0], case, record)
-    image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
-    t1 = time.perf_counter()
-    values = predict_probabilities(model, image, batch_size)[..., 0]
-    times = {"read": t1 - t0, "model": time.perf_counter() - t1}
-    return {"record": record, "values": values, "times": times}
+    preprocessed grid (:func:`tumorseg.inference.predict.forward_case`'s one output channel)."""
+    forward = forward_case(case, model, image_npy, geometry_json, inputs[0], batch_size)
+    return {
+        "record": forward["record"],
+        "values": forward["probs"][..., 0],
+        "times": forward["times"],
+    }
 
 
 def predict_translation_case(
