@@ -214,6 +214,8 @@ def test_minc_voxels_and_reading_line(minc_case, caplog):
         ("a.nii", "NiftiImageIO", False, False),
         ("a.mha", "MetaImageIO", False, False),
         ("a.nrrd", "NrrdImageIO", False, False),
+        ("a_3.tif", "TIFFImageIO", False, False),  # a slice of a slice stack
+        ("a_3.png", "PNGImageIO", False, False),
         ("a.dcm", "", True, False),  # ITK must guess the reader: it probes HDF5
     ],
 )

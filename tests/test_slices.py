@@ -118,3 +118,17 @@ def test_downsampled_stack_keeps_every_slice(tmp_path):
     assert rec["downsample"] == [2, 2, 1]
     back = geo.labels_to_native(np.load(out["label.npy"]), rec, 2)
     assert geo.Grid.from_image(back) == slices.grid_of_stack(tmp_path / STEM)
+
+
+def test_a_truncated_slice_is_a_one_line_error_naming_the_case_and_the_file(tmp_path):
+    write_stack(tmp_path / STEM, n=4)
+    broken = tmp_path / STEM / f"{STEM}_3.tif"
+    broken.write_bytes(broken.read_bytes()[:100])
+    with pytest.raises(InputError) as err:
+        slices.read_stack_images(tmp_path / STEM, "c7", ["t1"], ["t1", "flair", "t1ce"])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"case c7: {broken}: cannot read the slice image")
+    mask = tmp_path / STEM / f"{STEM}_2_mask.tif"
+    mask.write_bytes(b"not a tiff")
+    with pytest.raises(InputError, match="case c7: .*_2_mask.tif: cannot read the mask slice"):
+        slices.read_stack_masks(tmp_path / STEM, "c7")

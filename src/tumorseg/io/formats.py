@@ -38,6 +38,9 @@ IMAGE_IOS = {
     ".mhd": "MetaImageIO",
     ".nrrd": "NrrdImageIO",
     ".nhdr": "NrrdImageIO",
+    ".tif": "TIFFImageIO",  # the slices of a slice stack (LGG)
+    ".tiff": "TIFFImageIO",
+    ".png": "PNGImageIO",
 }
 
 #: the lock every HDF5 call of SimpleITK goes through (re-entrant: a read may nest a probe)

@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 
 
 def read_image(
-    path: str | Path, case: str | None, role: str, ndim: int = 3, first_channel: bool = False
+    path: str | Path,
+    case: str | None,
+    role: str,
+    ndim: int = 3,
+    first_channel: bool = False,
+    vector: bool = False,
 ) -> sitk.Image:
     """Read one image with SimpleITK (NIfTI, MINC, MHA, NRRD, ...), checking it.
 
@@ -29,7 +34,8 @@ def read_image(
     so that after a native crash the log's last line names them. HDF5-based formats
     (MINC) are read under :data:`tumorseg.io.formats.LOCK`, others with their reader named.
     With ``first_channel`` a 4D image or one of vector pixels gives its first channel (a
-    picture shows it) instead of an error.
+    picture shows it) instead of an error; with ``vector`` pixels may have several
+    components (an RGB slice of a slice stack).
     """
     path = Path(path)
     if not path.is_file():
@@ -53,7 +59,7 @@ def read_image(
         raise InputError(
             f"{role} image is {img.GetDimension()}D ({size}), expected {ndim}D", case, path
         )
-    if img.GetNumberOfComponentsPerPixel() != 1:
+    if img.GetNumberOfComponentsPerPixel() != 1 and not vector:
         raise InputError(f"{role} image has vector pixels, expected scalars", case, path)
     arr = sitk.GetArrayViewFromImage(img)
     if np.issubdtype(arr.dtype, np.floating):

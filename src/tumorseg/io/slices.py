@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from tumorseg.errors import InputError
 from tumorseg.io.atomic import atomic_dir
+from tumorseg.io.formats import image_io
 from tumorseg.io.grid import IDENTITY_DIRECTION, Grid
 
 log = logging.getLogger("tumorseg")
@@ -98,6 +99,7 @@ def grid_of_stack(folder: str | Path, case: str | None = None) -> Grid:
     stack = find_stack(folder, case)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(stack.images[0]))
+    reader.SetImageIO(image_io(stack.images[0]))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
@@ -107,12 +109,10 @@ def grid_of_stack(folder: str | Path, case: str | None = None) -> Grid:
 
 
 def _read_slice(path: Path, case, role: str) -> np.ndarray:
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise InputError(f"cannot read the {role} slice", case, path) from None
-    if img.GetDimension() != 2:
-        raise InputError(f"{role} slice is {img.GetDimension()}D, expected 2D", case, path)
+    """One 2D slice (RGB or grey) through the checked reader, as (y, x, components)."""
+    from tumorseg.io.images import read_image
+
+    img = read_image(path, case, "slice" if role == "image" else f"{role} slice", 2, vector=True)
     arr = sitk.GetArrayFromImage(img)
     return arr if arr.ndim == 3 else arr[..., None]  # (y, x, components)
 
