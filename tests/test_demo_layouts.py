@@ -15,8 +15,8 @@ import SimpleITK as sitk
 
 from tumorseg.demo import layouts as demo_layouts
 from tumorseg.errors import InputError
-from tumorseg.io.layouts import BRATS_MODALITIES
-from tumorseg.io.sheet import DEFAULT_SCANNER_REGEX, complete_sheet, read_sheet, scan_folder
+from tumorseg.io.layouts import BRATS_MODALITIES, scan_folder
+from tumorseg.io.sheet import DEFAULT_SCANNER_REGEX, complete_sheet, read_sheet
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODS = ["flair", "t1", "t1ce", "t2"]

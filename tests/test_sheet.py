@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 
 from tumorseg.errors import InputError
+from tumorseg.io.layouts import scan_folder
 from tumorseg.io.sheet import (
     DEFAULT_SCANNER_REGEX,
     complete_sheet,
-    is_stack,
     main,
     read_sheet,
-    scan_folder,
     scanner_from_case,
     sheet_from_folder,
 )
+from tumorseg.io.slices import is_stack
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODS = ["flair", "t1", "t1ce", "t2"]

@@ -14,14 +14,10 @@ from tumorseg.io.tables import read_tsv, write_tsv
 
 __all__ = [
     "DEFAULT_SCANNER_REGEX",
-    "IMAGE_SUFFIXES",
-    "LAYOUTS",
     "SAFE_GROUP",
     "SAFE_ID",
     "complete_sheet",
-    "is_stack",
     "read_sheet",
-    "scan_folder",
     "scanner_from_case",
     "sheet_from_folder",
 ]
@@ -30,11 +26,6 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 SAFE_GROUP = re.compile(r"^[A-Za-z0-9_.-]+$")
 #: scanner from the case ID: ``TCGA_CS_4941_19960909`` -> ``CS``, ``siteA_sub001`` -> ``siteA``
 DEFAULT_SCANNER_REGEX = r"^(?:TCGA[-_])?([A-Za-z0-9]+)[-_]"
-
-
-def is_stack(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a folder (a stack of 2D slices), not an image file."""
-    return bool(path) and os.path.isdir(path)
 
 
 def read_sheet(path: str | Path) -> pd.DataFrame:

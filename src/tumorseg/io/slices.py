@@ -45,8 +45,9 @@ class Stack:
 
 
 def is_stack(path: str | Path) -> bool:
-    """A slice stack is given as a folder (every other image as a file)."""
-    return Path(path).is_dir()
+    """A slice stack is given as a folder (every other image as a file); an empty path is
+    no stack."""
+    return bool(path) and Path(path).is_dir()
 
 
 def find_stack(folder: str | Path, case: str | None = None, images: bool = True) -> Stack:
