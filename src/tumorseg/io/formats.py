@@ -14,7 +14,8 @@ read crashes as well. Hence:
 - everything else (HDF5-based formats, and unknown suffixes whose reader ITK must guess)
   is read, probed and written under :data:`LOCK` (:func:`hdf5_lock`).
 
-Stdlib only: :mod:`tumorseg.io.grid` and :mod:`tumorseg.io.images` both import it.
+Stdlib only: :mod:`tumorseg.io.grid`, :mod:`tumorseg.io.images` and
+:mod:`tumorseg.io.slices` import it.
 """
 
 from __future__ import annotations

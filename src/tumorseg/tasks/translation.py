@@ -6,7 +6,8 @@ whether the case has it (``has_target``) and the target's ``target_normalisation
 and SD inside the brain); ``normalisation`` holds each input modality's. Every score and
 picture is in the target's z-score units: :func:`zscore` with those statistics, 0 outside
 the brain. Used by :mod:`tumorseg.evaluation.translation` (the scores) and
-:mod:`tumorseg.report.figures` (the pictures).
+:mod:`tumorseg.evaluation.views` (the pictures' panels); training writes the target scale
+(:func:`write_target_scale`).
 """
 
 from __future__ import annotations
