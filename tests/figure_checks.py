@@ -14,7 +14,7 @@ def ylabels(fig) -> list[str]:
 
 
 def suptitle(fig) -> str:
-    return fig._suptitle.get_text() if fig._suptitle is not None else ""
+    return fig.get_suptitle()
 
 
 def legend_entries(fig) -> list[str]:

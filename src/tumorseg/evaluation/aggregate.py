@@ -200,7 +200,7 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
     """Summarise several runs' ``per_case.tsv`` files (``{run name: path}``).
 
     ``out_summary`` (long format, :data:`SUMMARY_COLUMNS`): per run, split, scanner (plus
-    ``all``), region and metric the number of cases and the mean, sample standard deviation
+    ``(all)``), region and metric the number of cases and the mean, sample standard deviation
     (ddof=1; empty for a single case), median and quartiles (linear interpolation).
     ``out_comparison``: see :func:`compare`; selection uses validation scores only.
     """

@@ -232,7 +232,7 @@ def per_case_translation(case_tsvs: list[str], splits_tsv: str, out_path: str) -
 
 
 def summarise_translation_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
-    """Long-format statistics of one run's per-case table, per split, scanner (``all`` and
+    """Long-format statistics of one run's per-case table, per split, scanner (``(all)`` and
     each) and metric column (:data:`METRIC_COLUMNS` present in the table)."""
     rows = []
     metrics = [m for m in METRIC_COLUMNS if m in table.columns]
