@@ -11,7 +11,13 @@ outputs), for ``--epochs`` epochs of ``--steps`` batches, in two kinds, alternat
 (a) the job as it is: memory-mapped per-case files, lesion-weighted sampling, parallel
     reads, augmentation, prefetching;
 (b) the same job with its training dataset replaced by cached in-memory tensors
-    (``tf.data.Dataset.from_tensor_slices(...).repeat().batch()``, no augmentation).
+    (``tf.data.Dataset.from_tensor_slices(...).repeat().batch()``, no augmentation);
+(c) the bare model: the model the job compiles (``compiled_model``: same loss, metrics,
+    optimiser, schedule, precision and batch normalisation), in the same process with the
+    same threads and op determinism, ``model.fit`` on the cached tensors of (b) with no
+    callbacks of the job and no validation (the epoch is timed by the wall clock around
+    ``fit``, one ``fit`` per epoch after a first one that traces). The job's rate (a) is
+    printed as a ratio to it: the job should reach 0.9 of its own model.
 
 The rates are the job's own: the per-epoch rate lines it writes to its log
 (``tumorseg.training.epoch_rate.RATE_LINE``: training slices/s up to the validation, the CPU
@@ -283,6 +289,37 @@ def input_pipeline_alone(splits: Path, settings: dict, threads: int) -> tuple[fl
     return n / (time.perf_counter() - wall), (time.process_time() - cpu) / n * 1000
 
 
+def bare_model_rates(splits: Path, settings: dict, epochs: int) -> list[float]:
+    """Slices/s of the bare model (kind (c)) per epoch after the first, which traces."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tumorseg.training import data
+    from tumorseg.training.assemble import compiled_model
+    from tumorseg.training.fused_norm import use_fused
+    from tumorseg.training.precision import training_policy
+
+    train_cases, _ = data.read_split(splits)
+    reader = data.SliceReader(splits.parent, train_cases)
+    batch, steps = int(settings["batch_size"]), int(settings["steps_per_epoch"])
+    rows = data.read_slices(splits.parent, train_cases).iloc[: 8 * batch]
+    images, labels = reader.read(rows["case_index"].to_numpy(), rows["slice"].to_numpy())
+    onehot = np.eye(4, dtype=np.float32)[labels]
+    cached = tf.data.Dataset.from_tensor_slices((images, onehot))
+    cached = cached.repeat().batch(batch, drop_remainder=True)
+    policy = training_policy(bool(settings["mixed_precision"]), 0)
+    model = compiled_model(
+        settings, images.shape[-1], images.shape[1], epochs * steps, policy, "brats2017",
+        use_fused(0, True),
+    )  # fmt: skip
+    rates = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        model.fit(cached, epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0)
+        rates.append(steps * batch / (time.perf_counter() - t))
+    return rates[1:]
+
+
 def reference_gflops(args) -> float:
     if args.device == "gpu":
         return gpu_matmul_gflops("float16" if args.mixed else "float32")
@@ -291,13 +328,23 @@ def reference_gflops(args) -> float:
 
 def measure(args, splits: Path, settings: dict) -> dict:
     """Alternate runs of the job, real and cached, each after a matmul reference."""
-    results = {"pipeline": [], "cached": [], "matmul": [], "summary": None}
+    results = {"pipeline": [], "cached": [], "bare": [], "matmul": [], "summary": None}
     work = splits.parent / "runs"
     work.mkdir()
     for r in range(args.repeats):
-        for kind in ("pipeline", "cached"):
+        for kind in ("pipeline", "cached", "bare"):
             results["matmul"].append(reference_gflops(args))
             t = time.perf_counter()
+            if kind == "bare":
+                rates = bare_model_rates(splits, settings, args.epochs)
+                results["bare"] += rates
+                print(
+                    f"  run {r + 1} {kind:>8}: {time.perf_counter() - t:.0f} s; training "
+                    + ", ".join(f"{v:.2f}" for v in rates)
+                    + f" slices/s per timed epoch; load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+                continue
             rates, summary = run_job(
                 work, splits, settings, args.threads, kind == "cached", not args.keras_batch_norm
             )
@@ -330,6 +377,7 @@ def report(args, settings, results: dict) -> dict:
     a_med, a_best = _stats(e["train_rate"] for e in results["pipeline"])
     b_med, b_best = _stats(e["train_rate"] for e in results["cached"])
     m_med, m_best = _stats(results["matmul"])
+    c_med, c_best = _stats(results["bare"])
     cores = statistics.median(e["cores"] for e in results["pipeline"])
     cores_b = statistics.median(e["cores"] for e in results["cached"])
     val = statistics.median(e["val_rate"] for e in results["pipeline"])
@@ -354,9 +402,15 @@ def report(args, settings, results: dict) -> dict:
         f"  cached in-memory tensors, no augmentation:      {b_med:.2f} / {b_best:.2f} "
         f"({cores_b:.2f} CPU cores used, median)"
     )
+    print(f"  bare model, model.fit on cached tensors:       {c_med:.2f} / {c_best:.2f}")
     print(
         f"ratio pipeline / cached: {a_med / b_med:.3f} median, {a_best / b_best:.3f} best "
         "(target >= 0.9)"
+    )
+    print(
+        f"ratio job (pipeline) / bare model: {a_med / c_med:.3f} median, "
+        f"{a_best / c_best:.3f} best (target >= 0.9); cached job / bare model: "
+        f"{b_med / c_med:.3f} median"
     )
     print(
         f"CPU time per slice (all threads): {cores / a_med * 1000:.1f} ms pipeline, "
@@ -375,6 +429,8 @@ def report(args, settings, results: dict) -> dict:
         f"validation: {val:.1f} slices/s (median); an epoch of {args.steps} batches with its "
         f"validation and checkpoint: {epoch_s:.1f} s (median)"
     )
+    c_gflops = 3 * flops * c_med / 1e9
+    print(f"bare model: {c_gflops:.1f} GFLOP/s median, ratio to matmul {c_gflops / m_med:.3f}")
     return {"median": a_med, "best": a_best, "flops": flops}
 
 

@@ -233,3 +233,18 @@ def test_a_bad_case_in_a_batch_names_itself_and_the_others_are_written(three_cas
         predict_batch(jobs, model, "brats2017", 16, threads=1)
     assert (tmp_path / "b1_seg.nii.gz").is_file() and (tmp_path / "b3_seg.nii.gz").is_file()
     assert not (tmp_path / "b2_seg.nii.gz").exists()
+
+
+def test_auto_batches_grow_in_powers_of_two_of_about_50_cases():
+    from tumorseg.batches import AUTO_CASES_PER_BATCH, auto_batches
+
+    assert [auto_batches(n, 1) for n in (1, 50, 51, 100, 101, 200, 201)] == [1, 1, 2, 2, 4, 4, 8]
+    assert auto_batches(1250, 2) == 32 and auto_batches(1251, 8) == 32
+    assert auto_batches(25, 2) == 2 and auto_batches(25, 8) == 8 and auto_batches(25, 6) == 4
+    assert auto_batches(3, 16) == 2  # never more batches than cases
+    counts = [auto_batches(n, 2) for n in range(1, 5001)]
+    for n, (a, b) in enumerate(zip(counts, counts[1:], strict=False), start=1):
+        assert b == a or b == 2 * a  # one case more: the same count, or a step
+        assert n / a <= AUTO_CASES_PER_BATCH or a == 1
+        if b != a:  # the steps lie where a batch would pass 50 cases
+            assert (n + 1) / a > AUTO_CASES_PER_BATCH or a < 2

@@ -20,6 +20,7 @@ GROUND = {
     "errors",
     "logs",
     "threads",
+    "gpus",
     "names",
     "batches",
     "resources",

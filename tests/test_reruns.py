@@ -38,7 +38,7 @@ def counts(jobs) -> Counter:
     return Counter(rule for rule, _ in jobs)
 
 
-BATCHES = 2  # predict.batches: the schema default, which tiny.yaml keeps
+BATCHES = 2  # predict.batches as tiny.yaml pins it
 
 
 def cases(workdir: Path) -> tuple[list[str], list[str]]:

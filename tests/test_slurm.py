@@ -129,7 +129,7 @@ def test_per_case_jobs_are_grouped_and_batched(slurm_run):
     per_rule = Counter(r for r, _ in planned)
     comments = Counter(re.sub(r"_wildcards_.*", "", j["Comment"]) for j in jobs)
     # All cases fit one preprocessing group; prediction, evaluation and the ceiling are one
-    # SLURM job per batch (tiny.yaml: the default 2 batches, both non-empty).
+    # SLURM job per batch (tiny.yaml pins 2 batches, both non-empty).
     batches = {
         f"rule_{step}_b{b}": 1
         for step in ("predict_unet", "evaluate_unet", "ceiling", "qc")

@@ -123,3 +123,35 @@ def test_an_explicit_setting_that_does_not_fit_the_task_is_refused():
     with pytest.raises(InputError, match="models.a: loss dice is not a translation loss"):
         check_task(config)
     assert TASK_DEFAULTS["translation"]["loss"] == "mae"
+
+
+def _auto_config(workdir, name: str, subjects: int) -> str:
+    tiny = yaml.safe_load((workdir / "tests/config/tiny.yaml").read_text())
+    tiny["demo"]["n_subjects"] = subjects
+    return write_config(workdir, name, {**tiny, "predict": {"batches": "auto"}})
+
+
+@pytest.mark.parametrize(
+    "subjects, cores, expected, jobs_run",
+    # (7, 16): 8 batches for 9 cases, one of them empty by the hash of the case IDs
+    [(7, 1, 1, 1), (7, 4, 4, 4), (7, 16, 8, 7), (60, 1, 2, 2), (60, 2, 2, 2), (120, 2, 4, 4)],
+)
+def test_auto_batches_follow_the_cases_and_the_cores(workdir, subjects, cores, expected, jobs_run):
+    config = _auto_config(workdir, f"auto_{subjects}.yaml", subjects)
+    proc = run_snakemake(workdir, "-n", "--cores", str(cores), "--configfile", config)
+    said = re.search(r"predict.batches: auto = (\d+) \((\d+) cases", proc.stdout + proc.stderr)
+    assert said and int(said.group(1)) == expected, proc.stderr[-2000:]
+    found = jobs(proc.stdout)
+    predict = [n for n in found if n.startswith("predict_unet_b")]
+    qc = [n for n in found if re.fullmatch(r"qc_b\d+", n)]
+    assert len(predict) == len(qc) == jobs_run
+
+
+def test_prediction_holds_a_gpu_only_where_the_machine_has_gpus(workdir):
+    config = ("--configfile", "tests/config/tiny.yaml")
+    cpu = jobs(run_snakemake(workdir, "-n", *config, env={"CUDA_VISIBLE_DEVICES": ""}).stdout)
+    gpus = jobs(run_snakemake(workdir, "-n", *config, env={"CUDA_VISIBLE_DEVICES": "0,1"}).stdout)
+    for found, held in ((cpu, "0"), (gpus, "1")):
+        predict = [j for n, j in found.items() if n.startswith("predict_unet_b")]
+        assert predict and all(j["resources"].get("gpu", "0") == held for j in predict)
+        assert found["train"]["resources"]["gpu"] == "1"

@@ -32,9 +32,12 @@ def make_workdir(dest: Path) -> Path:
     return dest
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 1800):
-    """Run snakemake in ``workdir``; returns the CompletedProcess (output captured)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2")
+def run_snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 1800, env: dict | None = None
+):
+    """Run snakemake in ``workdir`` (``env``: variables to add); returns the
+    CompletedProcess (output captured)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     cmd = [snakemake_bin(), "--cores", "2", "--resources", "gpu=1", *args]
     proc = subprocess.run(
         cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout

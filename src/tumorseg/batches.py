@@ -32,6 +32,26 @@ def batch_of(case: str, n_batches: int) -> int:
     return int.from_bytes(digest[:8], "big") % n_batches
 
 
+#: ``predict.batches: auto``: the most cases a batch job holds before the count doubles
+AUTO_CASES_PER_BATCH = 50
+
+
+def _power_of_two_at_most(n: int) -> int:
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
+def auto_batches(n_cases: int, parallel: int) -> int:
+    """``predict.batches: auto``: the number of batch jobs for ``n_cases`` cases when
+    ``parallel`` jobs can run at once (a local run's cores). A power of two: the smallest
+    that keeps each batch at :data:`AUTO_CASES_PER_BATCH` cases or fewer, raised to the
+    largest power of two up to ``parallel`` so every core has a batch, and never more than
+    the cases. The count changes only when a collection crosses a step (50, 100, 200, ...
+    cases), so adding a case between steps reruns only its batch."""
+    n_cases = max(1, int(n_cases))
+    by_size = 1 << max(0, math.ceil(n_cases / AUTO_CASES_PER_BATCH) - 1).bit_length()
+    return min(max(by_size, _power_of_two_at_most(parallel)), _power_of_two_at_most(n_cases))
+
+
 def assign_batches(cases: Iterable[str], n_batches: int) -> dict[int, list[str]]:
     """The non-empty batches, each with its cases sorted by ID (so the sheet's row order
     does not matter)."""

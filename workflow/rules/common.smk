@@ -10,8 +10,9 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from tumorseg.demo import phantom as demo  # noqa: E402
-from tumorseg.batches import assign_batches, batch_runtime  # noqa: E402
+from tumorseg.batches import assign_batches, auto_batches, batch_runtime  # noqa: E402
 from tumorseg.code_digest import script_digests  # noqa: E402
+from tumorseg.gpus import usable_gpus  # noqa: E402
 from tumorseg.tasks.labels import spec_from_config  # noqa: E402
 from tumorseg.training.memory import estimate_mem_mb  # noqa: E402
 from tumorseg.io.slices import is_stack  # noqa: E402
@@ -55,6 +56,19 @@ CEILING = "results/ceiling/{case}" + (f"_{TARGET}.nii.gz" if TRANSLATION else "_
 # the demo writes the target too when it is synthesised
 DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANSLATION else [])]))
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
+# predict.batches: auto becomes a number here, from the cases and (in a local run) the cores
+if config["predict"]["batches"] == "auto":
+    PARALLEL = (workflow._cores or 1) if workflow.local_exec else 1
+    config["predict"]["batches"] = auto_batches(len(CASES), PARALLEL)
+    if workflow.is_main_process:
+        logger.info(
+            f"predict.batches: auto = {config['predict']['batches']} ({len(CASES)} cases, "
+            f"{PARALLEL} cores)"
+        )
+# in a local run, prediction jobs hold a `gpu` like training where this machine has GPUs (so
+# a training job never loses its GPU memory to them); on a CPU machine they run beside
+# training; on a cluster the profile asks for their GPU (`gres`)
+PREDICT_GPU = 1 if workflow.local_exec and usable_gpus() else 0
 DEMO_DIR = config["demo"]["outdir"]
 # per step script: a digest of the package modules it imports (rule param `code`), so an
 # edit to src/tumorseg reruns the jobs that run the edited code

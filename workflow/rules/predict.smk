@@ -30,6 +30,7 @@ for run, batch, cases in run_batches(CASES):
             "../../envs/tensorflow.yaml"
         threads: config["predict"]["threads"]
         resources:
+            gpu=PREDICT_GPU,
             mem_mb=3000,
             runtime=batch_runtime(cases, 10, 0.2),
         params:

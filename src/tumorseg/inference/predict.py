@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from tumorseg.errors import InputError
+from tumorseg.gpus import claim_gpu, grow_gpu_memory
 from tumorseg.inference.export import native_reference, write_case_prediction
 from tumorseg.io.grid import load_geometry
 from tumorseg.threads import hold_itk, hold_tensorflow
@@ -17,10 +18,14 @@ from tumorseg.threads import hold_itk, hold_tensorflow
 def configure_threads(threads: int, itk_threads: int | None = None) -> None:
     """Hold the step to its compute threads: TensorFlow's pools (``threads`` intra-op, one
     inter-op: the model's layers run one after another) and ITK's (``itk_threads``,
-    default ``threads``)."""
+    default ``threads``). On a GPU machine the job takes a GPU slot of its own
+    (:func:`tumorseg.gpus.claim_gpu`) and only the GPU memory it uses, so that it never
+    takes a training job's memory."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    claim_gpu()
     hold_itk(itk_threads or max(1, int(threads)))
     hold_tensorflow(threads, inter_op=1)
+    grow_gpu_memory()
 
 
 def load_model(model_path: str):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 
+from tumorseg.gpus import claim_gpu, grow_gpu_memory
 from tumorseg.threads import hold_tensorflow
 from tumorseg.training.precision import training_policy
 
@@ -13,20 +14,17 @@ log = logging.getLogger("tumorseg.train")  # one logger for every part of the tr
 
 
 def configure_tensorflow(threads: int) -> list:
-    """Set TF's thread pools (if TF has not started yet) and GPU memory growth.
+    """Take a GPU slot on a machine with several (:func:`tumorseg.gpus.claim_gpu`), set
+    TF's thread pools (if TF has not started yet) and GPU memory growth.
 
     Returns the visible GPUs (``CUDA_VISIBLE_DEVICES`` is honoured by TensorFlow itself).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    claim_gpu()
     hold_tensorflow(threads, inter_op=min(threads, 2))
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
+    gpus = grow_gpu_memory()
     log.info(
         "devices: %s (CUDA_VISIBLE_DEVICES=%s); %d CPU threads",
         ", ".join(d.name for d in tf.config.list_physical_devices()) or "none",
