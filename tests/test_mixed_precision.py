@@ -156,3 +156,18 @@ def test_the_gpu_branch_of_a_training_job_runs_on_cpu(tmp_path, monkeypatch, cap
     n_val = len(read_slices(tmp_path, ["c3"]))  # the validation case's slices with brain
     assert all(r["train_n"] == 8 and r["val_n"] == n_val for r in rates)
     assert all(r["train_rate"] > 0 and r["cores"] > 0 and r["unit"] == "slices" for r in rates)
+
+
+@pytest.mark.parametrize(
+    ("isa", "expected"),
+    [
+        ("AVX2", []),
+        ("avx512_core", []),
+        ("AVX512_CORE_BF16", ["avx512_bf16"]),
+        ("", ["avx512_bf16"]),
+    ],
+)
+def test_a_onednn_isa_limit_below_bf16_counts_as_no_bf16(tmp_path, isa, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(_INTEL.format(extra="avx512_bf16"))
+    assert cpu_bf16_flags(cpuinfo, {"ONEDNN_MAX_CPU_ISA": isa}) == expected

@@ -8,7 +8,8 @@ type natively; the weights, the loss, the softmax and the batch statistics stay 
   ``/proc/cpuinfo``): ``mixed_bfloat16``, which oneDNN's convolutions run natively (no loss
   scaling: bfloat16 has float32's exponent range);
 - otherwise float32: bfloat16 without those instructions is emulated and slower than
-  float32.
+  float32. ``ONEDNN_MAX_CPU_ISA`` below ``AVX512_CORE_BF16`` (``AVX2``: an AVX-512 machine
+  computing as an AVX2 one) keeps oneDNN from those instructions, so it counts as none.
 
 The saved model is float32 either way, so prediction does not depend on the choice.
 """
@@ -16,17 +17,32 @@ The saved model is float32 either way, so prediction does not depend on the choi
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 #: CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: oneDNN's ``ONEDNN_MAX_CPU_ISA`` values that keep it from bfloat16 instructions
+NO_BF16_ISAS = (
+    "SSE41",
+    "AVX",
+    "AVX2",
+    "AVX2_VNNI",
+    "AVX2_VNNI_2",
+    "AVX512_CORE",
+    "AVX512_CORE_VNNI",
+)
 
 
-def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> list[str]:
-    """The :data:`BF16_FLAGS` this CPU has (empty where ``cpuinfo`` cannot be read, as on
-    macOS and Windows)."""
+def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo", environ=None) -> list[str]:
+    """The :data:`BF16_FLAGS` this CPU has and oneDNN may use (empty where ``cpuinfo``
+    cannot be read, as on macOS and Windows, or where ``ONEDNN_MAX_CPU_ISA`` is one of
+    :data:`NO_BF16_ISAS`)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in NO_BF16_ISAS:
+        return []
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
