@@ -42,7 +42,7 @@ def _power_of_two_at_most(n: int) -> int:
 
 def auto_batches(n_cases: int, parallel: int) -> int:
     """``predict.batches: auto``: the number of batch jobs for ``n_cases`` cases when
-    ``parallel`` jobs can run at once (a local run's cores). A power of two: the smallest
+    ``parallel`` jobs can run at once (the cores a local run can use). A power of two: the smallest
     that keeps each batch at :data:`AUTO_CASES_PER_BATCH` cases or fewer, raised to the
     largest power of two up to ``parallel`` so every core has a batch, and never more than
     the cases. The count changes only when a collection crosses a step (50, 100, 200, ...

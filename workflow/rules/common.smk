@@ -58,7 +58,8 @@ DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANS
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
 # predict.batches: auto becomes a number here, from the cases and (in a local run) the cores
 if config["predict"]["batches"] == "auto":
-    PARALLEL = (workflow._cores or 1) if workflow.local_exec else 1
+    # the cores a local run can use at once: --cores, at most the machine's
+    PARALLEL = min(workflow._cores or 1, len(os.sched_getaffinity(0))) if workflow.local_exec else 1
     config["predict"]["batches"] = auto_batches(len(CASES), PARALLEL)
     if workflow.is_main_process:
         logger.info(

@@ -71,10 +71,12 @@ def training_policy(asked: bool, gpus: int, cpuinfo: str | Path = "/proc/cpuinfo
             ", ".join(flags),
         )
         return "mixed_bfloat16"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
     log.info(
-        "precision: float32 (mixed_precision: true, but no GPU is visible and the CPU has "
-        "none of %s)",
-        ", ".join(BF16_FLAGS),
+        "precision: float32 (mixed_precision: true, but no GPU is visible and %s)",
+        f"ONEDNN_MAX_CPU_ISA={isa} keeps oneDNN from bfloat16 instructions"
+        if isa and isa.strip().upper() in NO_BF16_ISAS
+        else f"the CPU has none of {', '.join(BF16_FLAGS)}",
     )
     return None
 
