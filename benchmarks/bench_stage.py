@@ -124,6 +124,7 @@ def pure(wd: Path, cases: list[str], threads: int) -> list[dict[str, float]]:
         evaluate_case(
             case, str(out / f"{case}_seg.nii.gz"), str(wd / row[-1]),
             str(wd / f"results/ceiling/{case}_seg.nii.gz"), "brats2017", str(out / f"{case}.tsv"),
+            lesion_wise="gli",  # the workflow's default for a BraTS map
         )  # fmt: skip
         if i:
             total = time.perf_counter() - t0

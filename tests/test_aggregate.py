@@ -25,7 +25,8 @@ ISSUE_COLUMNS = [
     "dice",
     "sensitivity",
     "specificity",
-    "hd95",
+    "hd95_directed",
+    "hd95_pooled",
     "volume_pred",
     "volume_ref",
     "ceiling_dice",
@@ -43,7 +44,8 @@ def _case_tsv(tmp_path, case, dices, ceiling=True):
                 "dice": dice,
                 "sensitivity": 0.9,
                 "specificity": 0.999,
-                "hd95": 10 * (1 - dice),
+                "hd95_directed": 12 * (1 - dice),
+                "hd95_pooled": 10 * (1 - dice),
                 "volume_pred": 100.0,
                 "volume_ref": 120.0,
                 "ceiling_dice": 0.95 if ceiling else np.nan,
@@ -126,7 +128,10 @@ def _per_case_table(tmp_path, name, rows):
                     "dice": dice,
                     "sensitivity": dice,
                     "specificity": 1.0,
-                    "hd95": 20.0 * (1 - dice),
+                    "hd95_directed": 25.0 * (1 - dice),
+                    "hd95_pooled": 20.0 * (1 - dice),
+                    "lesion_dice": dice / 2,
+                    "lesion_hd95": 30.0 * (1 - dice),
                     "volume_pred": 1000.0 * dice,
                     "volume_ref": 1000.0,
                     "ceiling_dice": 0.9,
@@ -172,7 +177,7 @@ def test_summary_statistics(tmp_path):
     assert r["q3"] == pytest.approx(np.percentile(wt_test, 75))
     r = get("test", "B", "TC", "dice")
     assert r["n"] == 2 and r["mean"] == pytest.approx(0.35)
-    r = get("test", "B", "ET", "hd95")
+    r = get("test", "B", "ET", "hd95_pooled")
     assert r["mean"] == pytest.approx(20 * (1 - 0.15))
     r = get("val", "A", "WT", "dice")
     assert r["n"] == 1 and np.isnan(r["std"]) and r["median"] == pytest.approx(0.6)
@@ -212,7 +217,10 @@ def test_comparison_selects_by_validation_not_test(tmp_path):
     row = c[(c["model"] == "good_val") & (c["region"] == "WT")].iloc[0]
     assert row["val_dice"] == pytest.approx(0.85)
     assert row["test_dice"] == pytest.approx(0.3)
-    assert row["val_hd95"] == pytest.approx(20 * (1 - 0.85))
+    assert row["val_hd95_pooled"] == pytest.approx(20 * (1 - 0.85))
+    assert row["val_hd95_directed"] == pytest.approx(25 * (1 - 0.85))
+    assert row["val_lesion_dice"] == pytest.approx(0.85 / 2)
+    assert row["test_lesion_hd95"] == pytest.approx(30 * (1 - 0.3))
     assert row["n_val"] == 2 and row["n_test"] == 1
     assert row["val_score"] == pytest.approx(np.mean([0.85, 0.8, 0.75]))
     assert row["test_ceiling_dice"] == pytest.approx(0.9)
@@ -258,8 +266,8 @@ def test_plot_boxplots(tmp_path):
     assert titles(fig) == [
         "Dice by region",
         *(f"{r} Dice by scanner" for r in regions),
-        "HD95 (mm) by region",
-        *(f"{r} HD95 (mm) by scanner" for r in regions),
+        "HD95 pooled (mm) by region",
+        *(f"{r} HD95 pooled (mm) by scanner" for r in regions),
     ]
     assert legend_entries(fig) == ["train", "val", "test"]
     assert suptitle(fig) == "m: per-case scores on the native grid (9 cases)"

@@ -11,7 +11,8 @@ from tumorseg.evaluation.segmentation import (
     CASE_COLUMNS,
     HD95_EMPTY,
     case_metrics,
-    hd95,
+    hd95_directed,
+    hd95_pooled,
     lesion_count,
     region_metrics,
 )
@@ -43,7 +44,8 @@ def test_identical_masks():
         "dice": 1.0,
         "sensitivity": 1.0,
         "specificity": 1.0,
-        "hd95": 0.0,
+        "hd95_directed": 0.0,
+        "hd95_pooled": 0.0,
         "volume_pred": 36.0,
         "volume_ref": 36.0,
     }
@@ -53,7 +55,7 @@ def test_both_empty():
     empty = np.zeros((4, 5, 6), bool)
     m = region_metrics(empty, empty, (1.0, 2.0, 3.0))
     assert m["dice"] == 1.0
-    assert m["hd95"] == 0.0
+    assert m["hd95_directed"] == m["hd95_pooled"] == 0.0
     assert m["sensitivity"] == 1.0
     assert m["specificity"] == 1.0
     assert m["volume_pred"] == 0.0 and m["volume_ref"] == 0.0
@@ -65,7 +67,7 @@ def test_only_prediction():
     pred[1, 1, 1:4] = True  # 3 false positives among 120 voxels
     m = region_metrics(pred, ref, (1.0, 2.0, 3.0))
     assert m["dice"] == 0.0
-    assert m["hd95"] == HD95_EMPTY
+    assert m["hd95_directed"] == m["hd95_pooled"] == HD95_EMPTY
     assert m["sensitivity"] == 0.0  # documented choice for an empty reference
     assert m["specificity"] == pytest.approx(117 / 120)
     assert m["volume_pred"] == pytest.approx(18.0)
@@ -78,7 +80,7 @@ def test_only_reference():
     ref[2, 2:4, 2] = True
     m = region_metrics(pred, ref, (1.0, 2.0, 3.0))
     assert m["dice"] == 0.0
-    assert m["hd95"] == HD95_EMPTY
+    assert m["hd95_directed"] == m["hd95_pooled"] == HD95_EMPTY
     assert m["sensitivity"] == 0.0
     assert m["specificity"] == 1.0
     assert m["volume_ref"] == pytest.approx(12.0)
@@ -101,34 +103,38 @@ def test_hd95_single_voxels_anisotropic():
     ref[5, 1, 8] = True  # offsets (3, -2, 4) voxels
     spacing = (2.5, 1.2, 0.7)
     expected = math.sqrt((3 * 2.5) ** 2 + (2 * 1.2) ** 2 + (4 * 0.7) ** 2)
-    assert hd95(pred, ref, spacing) == pytest.approx(expected)
-    assert region_metrics(pred, ref, spacing)["hd95"] == pytest.approx(expected)
+    assert hd95_pooled(pred, ref, spacing) == pytest.approx(expected)
+    assert region_metrics(pred, ref, spacing)["hd95_pooled"] == pytest.approx(expected)
+    # DeepMind's surface points are the voxels' corners: the far corners of one voxel are as
+    # far from the other's nearest corners as the centres are, and they hold the 95th percentile
+    assert hd95_directed(pred, ref, spacing) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("axis, spacing", [(0, (2.5, 1.0, 0.7)), (2, (1.0, 1.3, 1.5))])
-def test_hd95_shifted_cubes(axis, spacing):
+def test_hd95_pooled_shifted_cubes(axis, spacing):
     # 4-voxel cubes, the second shifted by 10 voxels: surface distances are 7, 8, 9 and
-    # 10 voxel steps along `axis` for the 16, 12, 12 and 16 surface voxels of each layer;
-    # the 95th percentile of those 56 values is the 10-step one.
+    # 10 voxel steps along `axis` for the 16, 12, 12 and 16 surface voxels of each layer
+    # (both directions alike); the 95th percentile of those 112 values is the 10-step one.
     shape = [8, 8, 8]
     shape[axis] = 20
     pred = np.zeros(shape, bool)
     pred[2:6, 2:6, 2:6] = True
     ref = np.roll(pred, 10, axis=axis)
-    assert hd95(pred, ref, spacing) == pytest.approx(10 * spacing[axis])
+    assert hd95_pooled(pred, ref, spacing) == pytest.approx(10 * spacing[axis])
 
 
-def test_hd95_is_robust_to_few_outliers():
+def test_hd95_pooled_hides_few_outliers_the_directed_one_sees():
     # ref: a 4-voxel cube (56 surface voxels); pred: the same cube plus 3 isolated voxels
-    # 10 steps away along x. pred->ref distances: 56 zeros and three of 10*sx; the 95th
-    # percentile (linear) is at rank 0.95*58 = 55.1, i.e. 0.1 * 10 * sx. ref->pred: all 0.
+    # 10 steps away along x. Pooled: 112 zeros and three of 10*sx, whose 95th percentile
+    # is 0. Directed: the three outliers are 3 of pred's 59 surface parts, over 5 %.
     sx = 1.5
     ref = np.zeros((10, 10, 20), bool)
     ref[2:6, 2:6, 2:6] = True
     pred = ref.copy()
     for z, y in ((2, 2), (5, 5), (2, 5)):
         pred[z, y, 15] = True
-    assert hd95(pred, ref, (1.0, 1.0, sx)) == pytest.approx(0.1 * 10 * sx)
+    assert hd95_pooled(pred, ref, (1.0, 1.0, sx)) == 0.0
+    assert hd95_directed(pred, ref, (1.0, 1.0, sx)) > 5 * sx
 
 
 def _blob(rng, shape, n_balls):
@@ -153,27 +159,36 @@ def test_hd95_bbox_equals_full_grid(seed):
         ref[-1, :, -3:] = True
     spacing = tuple(rng.uniform(0.5, 3.0, 3))
     assert pred.any() and ref.any()
-    fast = hd95(pred, ref, spacing)
-    full = hd95(pred, ref, spacing, use_bbox=False)
-    assert fast == full
-    assert fast > 0
+    for hd95 in (hd95_pooled, hd95_directed):
+        fast = hd95(pred, ref, spacing)
+        assert fast == hd95(pred, ref, spacing, use_bbox=False)
+        assert fast > 0
 
 
 def _surface_by_neighbours(mask: np.ndarray) -> np.ndarray:
     """Coordinates of the mask voxels with a background voxel (outside the grid counts) among
-    their 26 neighbours: the surface of the documented definition, found without erosion."""
+    their 6 face neighbours: the surface of the documented definition, found without
+    erosion."""
     padded = np.pad(mask, 1, constant_values=False)
     points = []
     for index in np.argwhere(mask):
-        cube = padded[tuple(slice(i, i + 3) for i in index)]
-        if not cube.all():
-            points.append(index)
+        centre = tuple(i + 1 for i in index)
+        for axis in range(3):
+            for step in (-1, 1):
+                near = list(centre)
+                near[axis] += step
+                if not padded[tuple(near)]:
+                    points.append(index)
+                    break
+            else:
+                continue
+            break
     return np.array(points, dtype=float)
 
 
-def _hd95_brute_force(pred, ref, spacing, pooled=False):
-    """Max of the two directed 95th percentiles from all pairwise distances (scipy cdist);
-    ``pooled``: one percentile of both directions together (medpy's way, for contrast)."""
+def _hd95_brute_force(pred, ref, spacing, pooled=True):
+    """One 95th percentile of both directions' distances pooled, from all pairwise distances
+    (scipy cdist); ``pooled=False``: the larger of the directed percentiles, for contrast."""
     from scipy.spatial.distance import cdist
 
     a = _surface_by_neighbours(pred) * spacing
@@ -186,7 +201,7 @@ def _hd95_brute_force(pred, ref, spacing, pooled=False):
 
 
 @pytest.mark.parametrize("seed", range(8))
-def test_hd95_is_the_max_of_directed_percentiles_of_the_26_connected_surface(seed):
+def test_hd95_pooled_is_the_pooled_percentile_of_the_6_connected_surface(seed):
     rng = np.random.default_rng(100 + seed)
     shape = (7, 9, 11)
     pred = rng.random(shape) < 0.35
@@ -194,11 +209,12 @@ def test_hd95_is_the_max_of_directed_percentiles_of_the_26_connected_surface(see
     ref[2:5, 3:7, 4:9] = True  # a solid block with an interior, so erosion matters
     spacing = np.array([rng.uniform(2.0, 4.0), rng.uniform(0.5, 1.0), rng.uniform(0.8, 1.5)])
     expected = _hd95_brute_force(pred, ref, spacing)
-    assert hd95(pred, ref, tuple(spacing)) == pytest.approx(expected, rel=1e-12)
-    assert hd95(pred, ref, tuple(spacing), use_bbox=False) == pytest.approx(expected, rel=1e-12)
+    assert hd95_pooled(pred, ref, tuple(spacing)) == pytest.approx(expected, rel=1e-12)
+    got = hd95_pooled(pred, ref, tuple(spacing), use_bbox=False)
+    assert got == pytest.approx(expected, rel=1e-12)
 
 
-def test_hd95_differs_from_pooled_percentiles():
+def test_hd95_pooled_differs_from_directed_percentiles():
     # one far outlier in the prediction: a directed percentile sees it, the pooled one less
     pred = np.zeros((1, 1, 40), bool)
     ref = np.zeros((1, 1, 40), bool)
@@ -206,9 +222,28 @@ def test_hd95_differs_from_pooled_percentiles():
     pred[0, 0, 30] = True
     ref[0, 0, :20] = True
     spacing = np.array([1.0, 1.0, 1.0])
-    ours = hd95(pred, ref, tuple(spacing))
+    ours = hd95_pooled(pred, ref, tuple(spacing))
     assert ours == pytest.approx(_hd95_brute_force(pred, ref, spacing))
-    assert ours != pytest.approx(_hd95_brute_force(pred, ref, spacing, pooled=True))
+    assert ours != pytest.approx(_hd95_brute_force(pred, ref, spacing, pooled=False))
+
+
+@pytest.mark.filterwarnings("ignore:Please import:DeprecationWarning")
+@pytest.mark.parametrize("seed", range(4))
+def test_hd95_directed_is_deepminds_robust_hausdorff(seed):
+    """Against ``surface_distance`` called directly on the whole grid, with the spacing in
+    array order and the reference as its ground truth; and symmetric in its arguments."""
+    import surface_distance
+
+    rng = np.random.default_rng(50 + seed)
+    shape = (24, 30, 28)
+    pred, ref = _blob(rng, shape, 3), _blob(rng, shape, 2)
+    spacing = tuple(rng.uniform(0.5, 3.0, 3))
+    distances = surface_distance.compute_surface_distances(ref, pred, spacing)
+    expected = surface_distance.compute_robust_hausdorff(distances, 95)
+    assert hd95_directed(pred, ref, spacing) == pytest.approx(expected, rel=1e-12)
+    assert hd95_directed(ref, pred, spacing) == pytest.approx(expected, rel=1e-12)
+    transposed = tuple(reversed(spacing))
+    assert hd95_directed(pred.T, ref.T, transposed) == pytest.approx(expected, rel=1e-12)
 
 
 def test_lesion_count_is_26_connected():
@@ -244,8 +279,8 @@ def test_case_metrics_regions():
     assert tc["volume_pred"] == 2.0 and tc["volume_ref"] == 4.0
     # ref->pred distances 0 and 2 mm (the missed necrotic voxel is one 2-mm x-step away):
     # 95th percentile 0.95 * 2; pred->ref 0
-    assert tc["hd95"] == pytest.approx(1.9)
-    assert et["dice"] == 1.0 and et["hd95"] == 0.0
+    assert tc["hd95_pooled"] == pytest.approx(1.8)  # [0, 0, 2]: 0.9 * 2
+    assert et["dice"] == 1.0 and et["hd95_pooled"] == et["hd95_directed"] == 0.0
 
 
 def test_case_metrics_specificity_uses_whole_grid():
@@ -264,7 +299,7 @@ def test_case_metrics_all_empty():
     z = np.zeros((3, 4, 5), np.uint8)
     df = case_metrics(z, z, (1.0, 1.0, 1.0))
     assert list(df["dice"]) == [1.0] * 3
-    assert list(df["hd95"]) == [0.0] * 3
+    assert list(df["hd95_pooled"]) == list(df["hd95_directed"]) == [0.0] * 3
 
 
 def test_case_metrics_shape_mismatch():
@@ -308,13 +343,13 @@ def test_evaluate_case(tmp_path):
     assert df.loc["WT", "volume_pred"] == 24.0
     assert df.loc["ET", "dice"] == 0.0
     # ET: 2-voxel columns 2 z-steps (3 mm each) apart; each way the distances are 3 and 6 mm,
-    # whose 95th percentile (linear) is 3 + 0.95 * 3
-    assert df.loc["ET", "hd95"] == pytest.approx(5.85)
+    # whose pooled 95th percentile (linear, over 3, 3, 6, 6) is 6
+    assert df.loc["ET", "hd95_pooled"] == pytest.approx(6.0)
     assert df.loc["WT", "dice"] == pytest.approx(2 * 2 / 8)
     assert df.loc["WT", "ceiling_dice"] == 1.0
     assert df.loc["ET", "ceiling_dice"] == pytest.approx(2 / 3)
-    # ref->ceiling distances 0 and 3 mm -> 0.95 * 3; ceiling->ref 0
-    assert df.loc["ET", "ceiling_hd95"] == pytest.approx(2.85)
+    # pooled: ref->ceiling distances 0 and 3 mm, ceiling->ref 0 -> 0.9 * 3
+    assert df.loc["ET", "ceiling_hd95"] == pytest.approx(2.7)
 
 
 def test_evaluate_case_without_ceiling(tmp_path):

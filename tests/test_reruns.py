@@ -132,6 +132,15 @@ def test_prediction_setting_reruns_prediction_not_training(tiny_run):
     assert counts(jobs) == expected, counts(jobs)
 
 
+def test_lesion_wise_setting_reruns_scoring_only(tiny_run):
+    override = write_config(tiny_run, "rerun_lesions.yaml", {"evaluation": {"lesion_wise": "mets"}})
+    jobs = plan(tiny_run, override)
+    expected = model_jobs(*cases(tiny_run)) - Counter(
+        train=1, predict=n_batches(cases(tiny_run)[0])
+    )
+    assert counts(jobs) == expected, counts(jobs)
+
+
 def test_a_changed_input_image_reruns_its_case_and_what_depends_on_it(tiny_run, tmp_path):
     import nibabel as nib
     import numpy as np

@@ -12,8 +12,12 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 import yaml
+from brats_reference import official
 from figure_checks import written
 from workflow_helpers import make_workdir, run_snakemake
+
+from tumorseg.evaluation.lesions import LESION_COLUMNS, lesion_table
+from tumorseg.tasks.labels import as_label_map
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +50,7 @@ def test_tiny_run_writes_every_output(tiny_run):
         assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 4}
 
     per_case = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
-    assert list(per_case.columns[:12]) == [
+    assert list(per_case.columns[:13]) == [
         "case",
         "subject",
         "scanner",
@@ -55,7 +59,8 @@ def test_tiny_run_writes_every_output(tiny_run):
         "dice",
         "sensitivity",
         "specificity",
-        "hd95",
+        "hd95_directed",
+        "hd95_pooled",
         "volume_pred",
         "volume_ref",
         "ceiling_dice",
@@ -64,7 +69,8 @@ def test_tiny_run_writes_every_output(tiny_run):
     assert set(per_case["case"]) == labelled and len(per_case) == 3 * len(labelled)
     wt = per_case[per_case.region == "WT"]
     assert (wt["ceiling_dice"] > 0.9).all(), wt[["case", "ceiling_dice"]]
-    assert per_case["dice"].between(0, 1).all() and (per_case["hd95"] >= 0).all()
+    assert per_case["dice"].between(0, 1).all()
+    assert (per_case[["hd95_directed", "hd95_pooled"]] >= 0).all().all()
     # volumes are in mm^3 on the native grid: siteC voxels are 1.2^3 mm^3
     c = sorted(x for x in labelled if x.startswith("siteC"))[0]
     seg = sitk.GetArrayFromImage(sitk.ReadImage(str(wd / f"resources/demo/{c}/{c}_seg.nii.gz")))
@@ -132,9 +138,11 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
     assert et["volume_ref"] == 0
     pred = np.asarray(nib.load(wd / "results/predictions/unet/TCGA-DU-7294_seg.nii.gz").dataobj)
     if (pred == 4).any():
-        assert et["dice"] == 0 and et["hd95"] == pytest.approx(373.13)
+        assert et["dice"] == 0 and et["hd95_pooled"] == pytest.approx(373.13)
+        assert et["lesion_dice"] == 0 and et["lesion_hd95"] == 373
     else:
-        assert et["dice"] == 1 and et["hd95"] == 0
+        assert et["dice"] == 1 and et["hd95_pooled"] == et["hd95_directed"] == 0
+        assert np.isnan(et["lesion_dice"]) and et["lesion_tp"] == 0
     assert et["ceiling_dice"] == 1  # the reference's own empty ET stays empty
     fg = per_case[(per_case.case == "TCGA-FG-6692") & (per_case.region == "WT")].iloc[0]
     assert fg["ceiling_dice"] > 0.93
@@ -150,7 +158,7 @@ def _old_brats_metrics(pred: np.ndarray, ref: np.ndarray, zooms) -> dict:
     against brute force in test_metrics)."""
     from skimage.measure import label
 
-    from tumorseg.evaluation.segmentation import hd95
+    from tumorseg.evaluation.segmentation import hd95_directed, hd95_pooled
 
     rows = {}
     for region, values in _BRATS2017.items():
@@ -161,7 +169,8 @@ def _old_brats_metrics(pred: np.ndarray, ref: np.ndarray, zooms) -> dict:
             "dice": 1.0 if p.sum() + r.sum() == 0 else 2 * tp / (p.sum() + r.sum()),
             "sensitivity": (1.0 if not p.any() else 0.0) if not r.any() else tp / (tp + fn),
             "specificity": tn / (tn + fp),
-            "hd95": hd95(p, r, zooms),
+            "hd95_directed": hd95_directed(p, r, zooms),
+            "hd95_pooled": hd95_pooled(p, r, zooms),
             "volume_pred": p.sum() * float(np.prod(zooms)),
             "volume_ref": r.sum() * float(np.prod(zooms)),
             "lesions_pred": label(p, connectivity=3, return_num=True)[1],
@@ -170,7 +179,7 @@ def _old_brats_metrics(pred: np.ndarray, ref: np.ndarray, zooms) -> dict:
     return rows
 
 
-def test_brats_metrics_unchanged_by_label_maps(tiny_run):
+def test_brats_metrics_unchanged_by_label_maps(tiny_run, tmp_path):
     """The BraTS preset scores the written predictions (and the ceiling) exactly as the fixed
     BraTS regions did before label maps were configurable. Recomputed from the NIfTI files
     rather than pinned: the tiny model's predictions depend on the host's floating point
@@ -181,6 +190,7 @@ def test_brats_metrics_unchanged_by_label_maps(tiny_run):
     wd = tiny_run
     got = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
     assert len(got) == 24  # 8 labelled demo cases x 3 regions
+    official_files = {}
     # one case per scanner (siteC: the 1.2 mm RAS grid): the HD95s of the tiny model's
     # scattered masks take a second each
     for case in got.groupby("scanner")["case"].min():
@@ -201,4 +211,44 @@ def test_brats_metrics_unchanged_by_label_maps(tiny_run):
                     column,
                 )
             assert row.ceiling_dice == pytest.approx(ceiling_expected[row.region]["dice"])
-            assert row.ceiling_hd95 == pytest.approx(ceiling_expected[row.region]["hd95"])
+            assert row.ceiling_hd95 == pytest.approx(ceiling_expected[row.region]["hd95_pooled"])
+        # the lesion-wise columns (BraTS map, evaluation.lesion_wise: gli by default), from
+        # the files on their own grid: array order and the spacing reversed into it
+        classes = as_label_map("brats2017")
+        pred_sitk = sitk.ReadImage(str(wd / f"results/predictions/unet/{case}_seg.nii.gz"))
+        ref_sitk = sitk.ReadImage(str(wd / f"resources/demo/{case}/{case}_seg.nii.gz"))
+        lesions = lesion_table(
+            classes.to_internal(sitk.GetArrayFromImage(pred_sitk)),
+            classes.to_internal(sitk.GetArrayFromImage(ref_sitk)),
+            tuple(reversed(ref_sitk.GetSpacing())),
+            classes,
+            "gli",
+        ).set_index("region")
+        for row in rows.itertuples(index=False):
+            for column in LESION_COLUMNS:
+                want = lesions.loc[row.region, column]
+                assert getattr(row, column) == pytest.approx(want, nan_ok=True), (case, column)
+        # the same files, in BraTS 2023 values, for the official BraTS evaluation below
+        for name, image in (("pred", pred_sitk), ("ref", ref_sitk)):
+            values = classes.to_internal(sitk.GetArrayFromImage(image)).astype(np.uint8)
+            out = sitk.GetImageFromArray(values)
+            out.CopyInformation(image)
+            sitk.WriteImage(out, str(tmp_path / f"{case}_{name}.nii.gz"))
+        official_files[case] = tuple(str(tmp_path / f"{case}_{n}.nii.gz") for n in ("pred", "ref"))
+    # the tiny model's scattered masks (many lesions) against the official BraTS evaluation
+    # (every demo grid is isotropic, where its spacing order does not matter)
+    theirs = official("gli", official_files, tmp_path)
+    for case in official_files:
+        for row in got[got["case"] == case].itertuples(index=False):
+            their = theirs.loc[case]
+            g = row.region.lower()
+            assert row.lesion_tp == their[f"all_instance_tp_{g}"], (case, g)
+            assert row.lesion_fp == their[f"all_instance_fp_{g}"], (case, g)
+            assert row.lesion_dice == pytest.approx(their[f"lesionwise_dsc_mean_{g}"], nan_ok=True)
+            their_hd = their[f"lesionwise_hd95_mean_{g}"]
+            their_hd = 373.0 if np.isinf(their_hd) else their_hd
+            assert row.lesion_hd95 == pytest.approx(their_hd, nan_ok=True), (case, g)
+    summary = pd.read_csv(wd / "results/metrics/summary.tsv", sep="\t")
+    assert {"lesion_dice", "lesion_hd95", "hd95_pooled", "hd95_directed"} <= set(summary["metric"])
+    comparison = pd.read_csv(wd / "results/metrics/comparison.tsv", sep="\t")
+    assert {"val_lesion_dice", "test_lesion_hd95", "val_hd95_directed"} <= set(comparison)

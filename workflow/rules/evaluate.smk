@@ -62,6 +62,7 @@ for run, batch, cases in run_batches(LABELLED):
             cases=jobs,
             labels=LABELS,
             slice_metrics=STACKS,
+            lesion_wise=config["evaluation"]["lesion_wise"],
             code=CODE["evaluate"],
         script:
             "../scripts/evaluate.py"

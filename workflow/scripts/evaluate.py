@@ -17,5 +17,6 @@ run_step(
     cases=cases,
     labels=snakemake.params.labels,
     slice_metrics=snakemake.params.slice_metrics,
+    lesion_wise=snakemake.params.lesion_wise,
     case_logs=case_log_paths(cases, snakemake.log.cases),
 )

@@ -17,6 +17,7 @@ import pandas as pd
 
 from tumorseg.errors import InputError
 from tumorseg.evaluation.cases import pick_cases
+from tumorseg.evaluation.lesions import LESION_COLUMNS
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
 from tumorseg.evaluation.summary import describe, summarise_runs
 from tumorseg.evaluation.views import overlay_view
@@ -38,7 +39,9 @@ PER_CASE_COLUMNS = (
     "ceiling_dice",
 )
 #: columns summarised by :func:`summary` (when present)
-SUMMARY_METRICS = (*METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS)
+SUMMARY_METRICS = (*METRICS, "ceiling_dice", "ceiling_hd95", *COUNTS, *LESION_COLUMNS)
+#: per-region means that :func:`compare` reports for val and test (those a table has)
+COMPARED = ("dice", "hd95_pooled", "hd95_directed", "ceiling_dice", "lesion_dice", "lesion_hd95")
 SUMMARY_COLUMNS = (
     "model",
     "split",
@@ -140,14 +143,17 @@ def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per run and region: mean Dice and HD95 on val and test, mean ceiling Dice,
-    case counts, the run's validation score and whether it is the selected run.
+    """One row per run and region: the means of :data:`COMPARED` on val and test (Dice, both
+    HD95s, ceiling Dice, and the lesion-wise Dice and HD95 where a run has them), case
+    counts, the run's validation score and whether it is the selected run.
 
     The selected run is the one with the best ``val_score`` (mean over regions of the mean
     validation Dice); ties go to the first name in sorted order. Test scores are reported
     only, never used. Without any validation cases no run is selected.
     """
     rows = []
+    present = {m for table in tables.values() for m in COMPARED if m in table.columns}
+    metrics = [m for m in COMPARED if m in present or m in ("dice", "ceiling_dice")]
     for model in sorted(tables):
         table = tables[model]
         val_region_means = []
@@ -157,7 +163,7 @@ def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             for split in ("val", "test"):
                 cell = by_region[by_region["split"] == split]
                 row[f"n_{split}"] = int(cell["case"].nunique())
-                for metric in ("dice", "hd95", "ceiling_dice"):
+                for metric in metrics:
                     values = cell[metric].dropna() if metric in cell else pd.Series([])
                     row[f"{split}_{metric}"] = float(values.mean()) if len(values) else np.nan
             if row["n_val"]:
@@ -171,13 +177,9 @@ def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "model",
         "region",
         "n_val",
-        "val_dice",
-        "val_hd95",
-        "val_ceiling_dice",
+        *(f"val_{m}" for m in metrics),
         "n_test",
-        "test_dice",
-        "test_hd95",
-        "test_ceiling_dice",
+        *(f"test_{m}" for m in metrics),
         "val_score",
         "selected",
     ]
@@ -219,7 +221,7 @@ def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str
 
 
 def plot_boxplots(per_case_tsv: str, out_png: str, model: str):
-    """Box plots of Dice and HD95 of the scored (not ``predict``) rows of a per-case table
+    """Box plots of Dice and pooled HD95 of the scored (not ``predict``) rows of a per-case table
     (:func:`tumorseg.report.figures.plot_boxplots`)."""
     table = read_tsv(per_case_tsv, "per-case table")
     table = table[table["split"] != PREDICT] if "split" in table else table

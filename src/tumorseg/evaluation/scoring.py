@@ -9,6 +9,7 @@ import logging
 import numpy as np
 
 from tumorseg.errors import InputError
+from tumorseg.evaluation.lesions import lesion_table
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, case_metrics, slice_dice
 from tumorseg.io.tables import write_tsv
 from tumorseg.tasks.labels import as_label_map
@@ -49,6 +50,7 @@ def evaluate_case(
     labels,
     out_path: str,
     slice_metrics: bool = False,
+    lesion_wise: str = "none",
 ) -> None:
     """Score one case's prediction against its reference on the native grid; write a TSV.
 
@@ -57,7 +59,10 @@ def evaluate_case(
     column (mean per-slice Dice, see :func:`slice_dice`) follows the others. With
     ``ceiling_path`` (the reference sent through the model resolution and back),
     ``ceiling_dice`` and ``ceiling_hd95`` compare it with the reference; without
-    it those columns are empty. Columns: :data:`CASE_COLUMNS`, one row per region.
+    it those columns are empty. For a BraTS label map, ``lesion_wise`` names the BraTS
+    sub-challenge whose lesion-wise metrics (:mod:`tumorseg.evaluation.lesions`) follow as
+    the ``lesion_*`` columns; ``"none"`` leaves them out. Columns: :data:`CASE_COLUMNS`, then
+    those, one row per region.
     """
     labels = as_label_map(labels)
     ref_image, ref = _read_label(ref_path, labels, case, "reference")
@@ -70,7 +75,7 @@ def evaluate_case(
         _check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
         ceil = case_metrics(ceiling, ref, spacing, labels)
         table["ceiling_dice"] = ceil["dice"].to_numpy()
-        table["ceiling_hd95"] = ceil["hd95"].to_numpy()
+        table["ceiling_hd95"] = ceil["hd95_pooled"].to_numpy()
     else:
         table["ceiling_dice"] = np.nan
         table["ceiling_hd95"] = np.nan
@@ -78,20 +83,33 @@ def evaluate_case(
     table = table[list(CASE_COLUMNS)]
     if slice_metrics:
         table["slice_dice"] = table["region"].map(slice_dice(pred, ref, labels))
+    if lesion_wise != "none" and labels.brats:
+        lesions = lesion_table(pred, ref, spacing, labels, lesion_wise)
+        table = table.merge(lesions, on="region", how="left", validate="one_to_one")
     for row in table.itertuples(index=False):
         log.info(
-            "case %s %s: Dice %.4f, HD95 %.2f mm (ceiling Dice %s)",
+            "case %s %s: Dice %.4f, HD95 %.2f mm pooled, %.2f mm directed (ceiling Dice %s)",
             case,
             row.region,
             row.dice,
-            row.hd95,
+            row.hd95_pooled,
+            row.hd95_directed,
             "n/a" if np.isnan(row.ceiling_dice) else f"{row.ceiling_dice:.4f}",
         )
     write_tsv(table, out_path)
 
 
-def evaluate_batch(cases: list[dict], labels, slice_metrics=False, case_logs=None) -> None:
+def evaluate_batch(
+    cases: list[dict], labels, slice_metrics=False, lesion_wise="none", case_logs=None
+) -> None:
     """:func:`evaluate_case` for a batch of cases (dicts of its arguments) in one process."""
     from tumorseg.batches import for_each_case
 
-    for_each_case(cases, evaluate_case, case_logs, labels=labels, slice_metrics=slice_metrics)
+    for_each_case(
+        cases,
+        evaluate_case,
+        case_logs,
+        labels=labels,
+        slice_metrics=slice_metrics,
+        lesion_wise=lesion_wise,
+    )

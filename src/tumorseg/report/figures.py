@@ -273,9 +273,9 @@ def _split_boxes(ax, table: pd.DataFrame, group_col: str, groups: list, splits: 
 
 
 def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str):
-    """Box plots of Dice (top row) and HD95 (bottom row) of the rows of ``table`` (one per
-    case and region, columns ``case``, ``scanner``, ``split``, ``region``, ``dice``,
-    ``hd95``): per region in the first column, then per scanner for each region; one colour
+    """Box plots of Dice (top row) and pooled HD95 (bottom row) of the rows of ``table`` (one
+    per case and region, columns ``case``, ``scanner``, ``split``, ``region``, ``dice``,
+    ``hd95_pooled``): per region in the first column, then per scanner for each region; one colour
     per split."""
     from matplotlib.patches import Patch
 
@@ -288,7 +288,9 @@ def plot_boxplots(table: pd.DataFrame, out_png: str | Path, model: str):
     panel_width = max(3.0, 0.3 * max(len(scanners), len(regions)) * len(splits) + 1.2)
     with _figure(out_png, figsize=(panel_width * ncols + 1.0, 7)) as fig:
         axes = fig.subplots(2, ncols, squeeze=False)
-        for r, (metric, label) in enumerate((("dice", "Dice"), ("hd95", "HD95 (mm)"))):
+        for r, (metric, label) in enumerate(
+            (("dice", "Dice"), ("hd95_pooled", "HD95 pooled (mm)"))
+        ):
             _split_boxes(axes[r, 0], table, "region", regions, splits, metric)
             axes[r, 0].set_title(f"{label} by region")
             axes[r, 0].set_ylabel(label)

@@ -47,6 +47,8 @@ PRESETS: dict[str, dict] = {
 CONVENTIONS = (*PRESETS, "custom")
 #: tie-break priority of the BraTS classes when downsampling: small structures win ties
 _BRATS_PRIORITY = (0, 2, 1, 3)  # bg, NCR, ED, ET
+#: the BraTS regions over internal classes (1 necrotic, 2 edema, 3 enhancing)
+_BRATS_CLASS_REGIONS = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 
 
 def spec_from_config(config: dict) -> dict:
@@ -121,6 +123,12 @@ class LabelMap:
     @property
     def binary(self) -> bool:
         return self.convention == "binary"
+
+    @property
+    def brats(self) -> bool:
+        """A BraTS map: the three tumour labels and the WT/TC/ET regions over them (any values),
+        which the BraTS lesion-wise evaluation scores."""
+        return self.names[1:] == _BRATS_NAMES and self.regions == _BRATS_CLASS_REGIONS
 
     @property
     def region_names(self) -> tuple[str, ...]:
