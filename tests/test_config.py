@@ -53,6 +53,9 @@ def test_defaults_are_filled_for_models():
         {"models": {"m": {"unknown_key": 1}}},
         {"split": {"cv_folds": 1}},
         {"preprocess": {"crop": {"size": [192]}}},
+        {"predict": {"uncertainty": True}},  # nothing to average without tta: mirror
+        {"predict": {"tta": "rotate"}},
+        {"evaluation": {"lesion_wise": "glioma"}},
     ],
 )
 def test_schema_rejects(extra):
@@ -75,3 +78,17 @@ def test_model_runs_with_folds():
     )
     assert list(model_runs(config)) == [f"{m}.fold{k}" for m in ("unet", "cnn") for k in range(3)]
     assert model_runs(config)["cnn.fold2"] == ("cnn", 2)
+
+
+@pytest.mark.parametrize(
+    "example", sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "config.yaml")
+)
+def test_shipped_example_configs_validate(example):
+    """Every example config, over config/config.yaml as --configfile puts it (top-level keys
+    replaced, nested mappings merged), passes the schema and the checks beyond it."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    update_config(config, yaml.safe_load((ROOT / "config" / example).read_text()))
+    validate(config, schema=SCHEMA)
+    check_config(config)

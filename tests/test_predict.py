@@ -87,3 +87,30 @@ def test_a_written_affine_that_differs_fails_loudly(case, tmp_path):
     with pytest.raises(geo.GeometryError, match="affine"):
         check_written(wrong, paths["seg"], "p1")
     check_written(paths["seg"], paths["seg"], "p1")  # the same file passes
+
+
+def test_mirroring_and_the_uncertainty_map_on_the_native_grid(case):
+    """predict.tta: mirror with predict.uncertainty: the segmentation and the float32 entropy
+    map lie on the input's grid and affine; the entropy is that of the written (averaged)
+    probabilities, checked with scipy's; mirroring changes this (not symmetric) model's
+    probabilities."""
+    from scipy.stats import entropy
+
+    tmp, paths, out, model = case
+    seg, probs, unc = tmp / "tta_seg.nii.gz", tmp / "tta_probs.nii.gz", tmp / "tta_entropy.nii.gz"
+    args = ("p1", model, out["image.npy"], out["geometry.json"], paths["flair"], "brats2017", 16)
+    predict_case(*args, str(seg), str(probs), threads=1, mirror=(-2,), out_uncertainty=str(unc))
+    ref = nib.load(paths["flair"])
+    for p in (seg, unc):
+        img = nib.load(str(p))
+        np.testing.assert_allclose(img.affine, ref.affine, atol=1e-5)
+        assert img.shape == ref.shape
+        assert nib.aff2axcodes(img.affine) == nib.aff2axcodes(ref.affine)
+    assert nib.load(str(unc)).get_data_dtype() == np.float32
+    p = sitk.GetArrayFromImage(sitk.ReadImage(str(probs)))
+    h = sitk.GetArrayFromImage(sitk.ReadImage(str(unc)))
+    np.testing.assert_allclose(h, entropy(p, axis=-1), atol=1e-5)
+    assert 0 <= h.min() and h.max() <= np.log(4) + 1e-6
+    plain = tmp / "plain_probs.nii.gz"
+    predict_case(*args, str(tmp / "plain_seg.nii.gz"), str(plain), threads=1)
+    assert not np.allclose(sitk.GetArrayFromImage(sitk.ReadImage(str(plain))), p, atol=1e-4)

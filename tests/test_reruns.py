@@ -125,8 +125,17 @@ def test_split_change_reruns_split_and_every_model_not_preprocessing(tiny_run):
     assert counts(jobs) == model_jobs(*cases(tiny_run)) + Counter(split=1), counts(jobs)
 
 
-def test_prediction_setting_reruns_prediction_not_training(tiny_run):
-    override = write_config(tiny_run, "rerun_predict.yaml", {"predict": {"batch_size": 5}})
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"batch_size": 5},
+        {"tta": "mirror"},
+        {"tta": "mirror", "uncertainty": True},  # new outputs: requested, so they run
+        {"save_probabilities": True},
+    ],
+)
+def test_prediction_setting_reruns_prediction_not_training(tiny_run, change):
+    override = write_config(tiny_run, "rerun_predict.yaml", {"predict": change})
     jobs = plan(tiny_run, override)
     expected = model_jobs(*cases(tiny_run)) - Counter(train=1)
     assert counts(jobs) == expected, counts(jobs)

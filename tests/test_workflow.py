@@ -99,7 +99,8 @@ def test_report_collects_the_pictures(tiny_run, tmp_path):
 
 def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
     """Sheet written by the CLI from the real BraTS folder; the tiny run's model applied
-    without retraining; everything scored (split ratios test: 1)."""
+    without retraining, with test-time mirroring and the uncertainty maps; everything scored
+    (split ratios test: 1)."""
     wd = make_workdir(tmp_path / "wf")
     sheet = wd / "config/real.tsv"
     subprocess.run(
@@ -116,11 +117,14 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
                 "samples": "config/real.tsv",
                 "pretrained": {"unet": str(model)},
                 "split": {"ratios": {"train": 0.0, "val": 0.0, "test": 1.0}},
+                "predict": {"tta": "mirror", "uncertainty": True},
             }
         )
     )
     run_snakemake(wd, "--configfile", "tests/config/tiny.yaml", "config/real.yaml")
     assert not (wd / "results/models").exists(), "a pretrained model must not be retrained"
+    logs = [f.read_text() for f in (wd / "logs/predict/unet").glob("batch*.log")]
+    assert logs and all("test-time mirroring along batch axes (-2,)" in t for t in logs)
 
     per_case = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
     assert set(per_case["split"]) == {"test"} and len(per_case) == 6
@@ -129,10 +133,15 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
         for out in (
             f"results/predictions/unet/{case}_seg.nii.gz",
             f"results/ceiling/{case}_seg.nii.gz",
+            f"results/uncertainty/unet/{case}_entropy.nii.gz",
         ):
             got = nib.load(wd / out)
             np.testing.assert_array_equal(got.affine, nib.load(src).affine)
             assert got.shape == (240, 240, 155)
+        entropy = nib.load(wd / f"results/uncertainty/unet/{case}_entropy.nii.gz")
+        assert entropy.get_data_dtype() == np.float32
+        values = np.asarray(entropy.dataobj)
+        assert 0 <= values.min() and values.max() <= np.log(4) + 1e-5 and values.max() > 0
     # TCGA-DU-7294 has no enhancing tumour: the BraTS empty-region convention applies
     et = per_case[(per_case.case == "TCGA-DU-7294") & (per_case.region == "ET")].iloc[0]
     assert et["volume_ref"] == 0

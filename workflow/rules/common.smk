@@ -13,6 +13,7 @@ from tumorseg.demo import phantom as demo  # noqa: E402
 from tumorseg.batches import assign_batches, auto_batches, batch_runtime  # noqa: E402
 from tumorseg.code_digest import script_digests  # noqa: E402
 from tumorseg.gpus import usable_gpus  # noqa: E402
+from tumorseg.inference.tta import mirror_axes  # noqa: E402
 from tumorseg.tasks.labels import spec_from_config  # noqa: E402
 from tumorseg.training.memory import estimate_mem_mb  # noqa: E402
 from tumorseg.io.slices import is_stack  # noqa: E402
@@ -51,6 +52,9 @@ PRED = "results/predictions/{model}/{case}" + (
 )
 SAVE_PROBS = config["predict"]["save_probabilities"] and not TRANSLATION
 PROBS = "results/predictions/{model}/{case}_probs.nii.gz"
+# predict.uncertainty: the entropy of the averaged probabilities (the schema asks for TTA)
+UNCERTAINTY = config["predict"]["uncertainty"] and not TRANSLATION
+ENTROPY = "results/uncertainty/{model}/{case}_entropy.nii.gz"
 CASE_METRICS = "results/metrics/{model}/cases/{case}.tsv"
 CEILING = "results/ceiling/{case}" + (f"_{TARGET}.nii.gz" if TRANSLATION else "_seg.nii.gz")
 # the demo writes the target too when it is synthesised
@@ -150,6 +154,9 @@ def all_targets():
         if name not in config["pretrained"]:
             targets.append(f"results/models/{run}/model.keras")
         targets += expand(PRED, model=run, case=CASES)
+        # optional outputs of the predict jobs, requested so that turning one on runs them
+        targets += expand(PROBS, model=run, case=CASES) if SAVE_PROBS else []
+        targets += expand(ENTROPY, model=run, case=CASES) if UNCERTAINTY else []
         targets += expand(
             "results/metrics/{model}/{name}",
             model=run,

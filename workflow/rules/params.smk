@@ -18,6 +18,13 @@ def windows_of(run):
     return {k: config["predict"][k] for k in ("overlap", "gaussian")}
 
 
+def mirror_of(run):
+    """The batch axes a segmentation run's prediction mirrors (`predict.tta: mirror`): the
+    axes its training augmentation flipped (`augment.flip`), else none."""
+    augment = config["models"][RUNS[run][0]].get("augment", {})
+    return list(mirror_axes(config["predict"]["tta"], augment))
+
+
 def train_windows(wildcards):
     return windows_of(wildcards.model)
 

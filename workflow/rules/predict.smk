@@ -16,6 +16,7 @@ for run, batch, cases in run_batches(CASES):
             references=column(jobs, "reference"),
         output:
             **({"probs": column(jobs, "out_probs")} if SAVE_PROBS else {}),
+            **({"uncertainty": column(jobs, "out_uncertainty")} if UNCERTAINTY else {}),
             seg=(
                 [directory(p) for p in column(jobs, "out_seg")]
                 if STACKS
@@ -38,6 +39,7 @@ for run, batch, cases in run_batches(CASES):
             labels=LABELS,
             batch_size=config["predict"]["batch_size"],
             windows=windows_of(run),
+            mirror=mirror_of(run),
             code=CODE["predict"],
         script:
             "../scripts/predict.py"

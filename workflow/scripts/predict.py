@@ -19,6 +19,7 @@ run_step(
     labels=snakemake.params.labels,
     batch_size=snakemake.params.batch_size,
     windows=snakemake.params.windows,
+    mirror=tuple(snakemake.params.mirror),
     threads=snakemake.threads,
     case_logs=case_log_paths(cases, snakemake.log.cases),
 )

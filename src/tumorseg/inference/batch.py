@@ -55,24 +55,32 @@ def predict_batch(
     threads: int = 2,
     case_logs: dict[str, str] | None = None,
     overlap: bool | None = None,
+    mirror=(),
 ) -> None:
     """Predict a batch of cases with one model loaded once. ``cases``: one dict per case
     with ``case``, ``image_npy``, ``geometry_json``, ``reference``, ``out_seg`` and
-    optionally ``out_probs``. The model runs on the next case while the previous one goes
-    back to native space in a second thread (``overlap``, see :func:`split_threads`); the
-    outputs are the same as :func:`predict_case`'s, case by case."""
+    optionally ``out_probs`` and ``out_uncertainty``; ``mirror``: the batch axes of
+    test-time mirroring (:mod:`tumorseg.inference.tta`). The model runs on the next case
+    while the previous one goes back to native space in a second thread (``overlap``, see
+    :func:`split_threads`); the outputs are the same as :func:`predict_case`'s, case by
+    case."""
 
     def forward(model, c):
         return forward_case(
             c["case"], model, c["image_npy"], c["geometry_json"], c["reference"], batch_size,
-            windows,
+            windows, mirror,
         )  # fmt: skip
 
     def write(c, result):
         write_case_prediction(
-            c["case"], result, c["reference"], labels, c["out_seg"], c.get("out_probs")
-        )
+            c["case"], result, c["reference"], labels, c["out_seg"], c.get("out_probs"),
+            c.get("out_uncertainty"),
+        )  # fmt: skip
 
+    if mirror:
+        log.info(
+            "test-time mirroring along batch axes %s: %d passes a batch", mirror, 2 ** len(mirror)
+        )
     model_batch(cases, model_path, forward, write, threads, case_logs, overlap, "predicting")
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tumorseg.errors import InputError
+from tumorseg.inference.tta import entropy
 from tumorseg.io import slices
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.grid import GRID_TOLERANCE, Grid
@@ -87,14 +88,21 @@ def check_written(written: str | Path, reference: str, case: str, grid=None) -> 
 
 
 def write_case_prediction(
-    case: str, forward: dict, reference: str, labels, out_seg: str, out_probs=None
+    case: str,
+    forward: dict,
+    reference: str,
+    labels,
+    out_seg: str,
+    out_probs=None,
+    out_uncertainty=None,
 ) -> dict[str, float]:
     """The way back: probabilities to the native grid, argmax, dataset labels, written
-    and checked; logs and returns the seconds of every part."""
+    and checked (with ``out_uncertainty``, also the entropy of the native-grid
+    probabilities as float32); logs and returns the seconds of every part."""
     times = dict(forward["times"])
     t0 = time.perf_counter()
     classes, native_probs = geo.probabilities_to_native(
-        forward["probs"], forward["record"], keep_probs=bool(out_probs)
+        forward["probs"], forward["record"], keep_probs=bool(out_probs or out_uncertainty)
     )
     times["inversion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -104,9 +112,22 @@ def write_case_prediction(
         img.CopyInformation(classes)
         with atomic_path(out_probs) as tmp:
             sitk.WriteImage(img, str(tmp), useCompression=True)
+    if out_uncertainty:
+        write_float_map(entropy(native_probs), classes, reference, case, out_uncertainty)
     times["write"] = time.perf_counter() - t0
     log.info("case %s: predicted in %s", case, describe_times(times))
     return times
+
+
+def write_float_map(values, grid_image: sitk.Image, reference: str, case: str, out_path: str):
+    """A float32 map (z, y, x) on ``grid_image``'s native grid as NIfTI, checked against the
+    reference like a segmentation (a slice stack's map is one NIfTI on the stack grid)."""
+    out = sitk.GetImageFromArray(np.asarray(values, dtype=np.float32))
+    out.CopyInformation(grid_image)
+    with atomic_path(out_path) as tmp:
+        sitk.WriteImage(out, str(tmp), useCompression=True)
+        if not slices.is_stack(reference):
+            check_written(tmp, reference, case, Grid.from_image(grid_image))
 
 
 def describe_times(times: dict[str, float]) -> str:

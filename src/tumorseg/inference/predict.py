@@ -39,16 +39,21 @@ def load_model(model_path: str):
         raise InputError(f"cannot load the model ({err})", path=model_path) from None
 
 
-def predict_probabilities(model, image: np.ndarray, batch_size: int, windows=None):
+def predict_probabilities(model, image: np.ndarray, batch_size: int, windows=None, mirror=()):
     """Class probabilities (z, y, x, C) of every slice of a case, in batches; a 3D model
-    (patches) slides its window over the volume (``windows``: ``overlap``, ``gaussian``)."""
+    (patches) slides its window over the volume (``windows``: ``overlap``, ``gaussian``).
+    ``mirror``: batch axes whose mirror images are averaged in
+    (:func:`tumorseg.inference.tta.mirrored`; none: one pass)."""
+    from tumorseg.inference.tta import mirrored
+
+    call = mirrored(lambda x: np.asarray(model(x, training=False), dtype=np.float32), mirror)
     if len(model.input_shape) == 5:
         from tumorseg.training.sliding_window import predict_volume
 
         windows = windows or {"overlap": 0.5, "gaussian": True}
         patch_zyx = tuple(int(v) for v in model.input_shape[1:4])
         return predict_volume(
-            lambda x: np.asarray(model(x, training=False), dtype=np.float32),
+            call,
             np.asarray(image, dtype=np.float32),
             patch_zyx[::-1],
             int(model.output_shape[-1]),
@@ -59,7 +64,7 @@ def predict_probabilities(model, image: np.ndarray, batch_size: int, windows=Non
     out = []
     for start in range(0, image.shape[0], batch_size):
         batch = np.asarray(image[start : start + batch_size], dtype=np.float32)
-        out.append(np.asarray(model(batch, training=False), dtype=np.float32))
+        out.append(call(batch))
     return np.concatenate(out, axis=0)
 
 
@@ -71,15 +76,17 @@ def forward_case(
     reference: str,
     batch_size: int,
     windows: dict | None = None,
+    mirror=(),
 ) -> dict:
     """The model's half of a prediction: the checked geometry record and the class
-    probabilities on the preprocessed grid, with the seconds spent."""
+    probabilities on the preprocessed grid (averaged over ``mirror`` images), with the
+    seconds spent."""
     t0 = time.perf_counter()
     record = load_geometry(geometry_json)
     native_reference(reference, case, record)
     image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
     t1 = time.perf_counter()
-    probs = predict_probabilities(model, image, batch_size, windows)
+    probs = predict_probabilities(model, image, batch_size, windows, mirror)
     times = {"read": t1 - t0, "model": time.perf_counter() - t1}
     return {"record": record, "probs": probs, "times": times}
 
@@ -97,11 +104,18 @@ def predict_case(
     threads: int = 2,
     model=None,
     windows: dict | None = None,
+    mirror=(),
+    out_uncertainty: str | None = None,
 ) -> dict[str, float]:
-    """Predict one case and write ``out_seg`` (and optionally ``out_probs``) on the native
-    grid. Returns the seconds spent reading, in the model, inverting and writing."""
+    """Predict one case and write ``out_seg`` (and optionally ``out_probs`` and the entropy
+    map ``out_uncertainty``) on the native grid. Returns the seconds spent reading, in the
+    model, inverting and writing."""
     if model is None:
         configure_threads(threads)
         model = load_model(model_path)
-    forward = forward_case(case, model, image_npy, geometry_json, reference, batch_size, windows)
-    return write_case_prediction(case, forward, reference, labels, out_seg, out_probs)
+    forward = forward_case(
+        case, model, image_npy, geometry_json, reference, batch_size, windows, mirror
+    )
+    return write_case_prediction(
+        case, forward, reference, labels, out_seg, out_probs, out_uncertainty
+    )
