@@ -32,6 +32,11 @@ def texts(fig) -> list[str]:
     return [t.get_text() for ax in fig.axes for t in ax.texts]
 
 
+def images_of(ax) -> list:
+    """The arrays the axes show as images (``imshow``), in drawing order."""
+    return [image.get_array() for image in ax.get_images()]
+
+
 def written(path) -> bool:
     """The picture was written as PNG."""
     with open(path, "rb") as fh:

@@ -379,3 +379,27 @@ def test_aggregate_run(tmp_path):
             refs=[],
             preds=[],
         )
+
+
+def test_plot_overlays_with_uncertainty_maps(tmp_path):
+    """predict.uncertainty: the entropy map of each shown case's slice in a fourth column,
+    the same slice and crop as the others (the map's peak is inside the lesion box here)."""
+    from figure_checks import images_of
+
+    cases = ["a", "b"]
+    files = _overlay_inputs(tmp_path, cases)
+    for case in cases:
+        entropy = np.zeros((10, 32, 32), np.float32)
+        entropy[4:7, 12:18, 12:18] = 1.2  # on the lesion's slices
+        files[case]["uncertainty"] = _nifti(tmp_path / case / "entropy.nii.gz", entropy)
+    table = _per_case_table(
+        tmp_path, "m", [("a", "A", "test", 0.9, 0, 0), ("b", "A", "test", 0.5, 0, 0)]
+    )
+    fig = plot_overlays(table, files, str(tmp_path / "o.png"), "brats2017")
+    assert titles(fig)[:4] == ["image", "reference", "prediction", "uncertainty (entropy, nats)"]
+    shown = images_of(fig.axes[3])
+    assert (
+        shown
+        and shown[0].max() == pytest.approx(1.2)
+        and shown[0].shape == images_of(fig.axes[0])[0].shape
+    )

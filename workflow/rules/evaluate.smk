@@ -74,7 +74,10 @@ for run, batch, cases in run_batches(LABELLED):
 AGGREGATE = {
     "script": "../scripts/aggregate.py",
     "summarise": "../scripts/summarise.py",
-    "inputs": {},
+    # the entropy maps (predict.uncertainty) join the overlay pictures
+    "inputs": (
+        {"uncertainties": expand(ENTROPY, model="{model}", case=LABELLED)} if UNCERTAINTY else {}
+    ),
     "params": {"labels": LABELS},
     "overlays": ("overlays.rst", "overlays"),
     "comparison": "comparison.rst",

@@ -21,4 +21,5 @@ run_step(
     images=snakemake.input.get("images", []),
     refs=snakemake.input.get("refs", []),
     preds=snakemake.input.get("preds", []),
+    uncertainties=snakemake.input.get("uncertainties", []),
 )

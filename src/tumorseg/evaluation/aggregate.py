@@ -237,8 +237,9 @@ def plot_overlays(
 ):
     """Best, median and worst ``split`` case by the first region's Dice: an axial slice
     through the lesion (the one with most reference foreground voxels) of the image, then
-    the reference and the prediction drawn over it. ``cases`` maps case -> {"image", "ref",
-    "pred"} paths, all on the native grid; only cases listed there can be picked."""
+    the reference and the prediction drawn over it (and the entropy map where a case has
+    one). ``cases`` maps case -> {"image", "ref", "pred"} (and "uncertainty") paths, all on
+    the native grid; only cases listed there can be picked."""
     labels = as_label_map(labels)
     table = read_tsv(per_case_tsv, "per-case table")
     first = _regions(table)[0] if len(table) else labels.region_names[0]
@@ -272,18 +273,22 @@ def aggregate_run(
     refs: list[str],
     preds: list[str],
     split: str = "test",
+    uncertainties: list[str] | None = None,
 ) -> None:
     """Everything of rule ``aggregate`` for one run: per-case table, box plots, overlays.
 
-    ``images``, ``refs`` and ``preds`` are aligned with ``overlay_cases``; a single path
-    may be given as a string."""
-    case_tsvs, overlay_cases, images, refs, preds = (
-        _as_list(x) for x in (case_tsvs, overlay_cases, images, refs, preds)
+    ``images``, ``refs`` and ``preds`` (and the entropy maps ``uncertainties``, if any) are
+    aligned with ``overlay_cases``; a single path may be given as a string."""
+    case_tsvs, overlay_cases, images, refs, preds, uncertainties = (
+        _as_list(x) for x in (case_tsvs, overlay_cases, images, refs, preds, uncertainties)
     )
-    if not (len(overlay_cases) == len(images) == len(refs) == len(preds)):
+    if not (len(overlay_cases) == len(images) == len(refs) == len(preds)) or (
+        uncertainties and len(uncertainties) != len(overlay_cases)
+    ):
         raise InputError(
             f"overlay inputs are not aligned: {len(overlay_cases)} cases, {len(images)} "
-            f"images, {len(refs)} references, {len(preds)} predictions"
+            f"images, {len(refs)} references, {len(preds)} predictions, "
+            f"{len(uncertainties)} uncertainty maps"
         )
     per_case(case_tsvs, splits_tsv, per_case_out, as_label_map(labels).region_names)
     plot_boxplots(per_case_out, boxplots_out, model)
@@ -291,4 +296,6 @@ def aggregate_run(
         case: {"image": image, "ref": ref, "pred": pred}
         for case, image, ref, pred in zip(overlay_cases, images, refs, preds, strict=True)
     }
+    for case, path in zip(overlay_cases, uncertainties, strict=False):
+        cases[case]["uncertainty"] = path
     plot_overlays(per_case_out, cases, overlays_out, labels, split=split)

@@ -57,8 +57,9 @@ def _crop_box(image: np.ndarray, *masks: np.ndarray, margin: int = 4) -> tuple[s
 
 def overlay_view(case: str, paths: dict, labels: LabelMap) -> dict:
     """The case's slice to show: through the lesion (most reference foreground voxels, else
-    most predicted ones), cropped to the brain; image, reference and prediction classes.
-    ``paths``: the case's "image", "ref" and "pred" files on its native grid."""
+    most predicted ones), cropped to the brain; image, reference and prediction classes, and
+    the entropy map where ``paths`` has an "uncertainty" file. ``paths``: the case's
+    "image", "ref" and "pred" files (and "uncertainty") on its native grid."""
     _, image = read_array(paths["image"], case)
     ref_img, ref_raw = read_array(paths["ref"], case, "reference")
     _, pred_raw = read_array(paths["pred"], case, "prediction")
@@ -77,13 +78,23 @@ def overlay_view(case: str, paths: dict, labels: LabelMap) -> dict:
     z = int(np.argmax(counts)) if counts.max() > 0 else image.shape[0] // 2
     sx, sy = ref_img.GetSpacing()[:2]
     box = _crop_box(image[z], ref[z] > 0, pred[z] > 0)
-    return {
+    view = {
         "z": z,
         "aspect": sy / sx,
         "image": image[z][box],
         "reference": ref[z][box],
         "prediction": pred[z][box],
     }
+    if paths.get("uncertainty"):
+        _, entropy = read_array(paths["uncertainty"], case, "uncertainty map")
+        if entropy.shape != image.shape:
+            raise InputError(
+                f"uncertainty map {entropy.shape} and image {image.shape} differ in shape",
+                case,
+                paths["uncertainty"],
+            )
+        view["uncertainty"] = entropy[z][box].astype(np.float32)
+    return view
 
 
 # --------------------------------------------------------------------------- translation

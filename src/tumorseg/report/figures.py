@@ -317,6 +317,18 @@ def _window(image: np.ndarray) -> tuple[float, float]:
     return float(lo), float(max(hi, lo + 1e-6))
 
 
+def _draw_uncertainty(fig, ax, view: dict, n_classes: int, first_row: bool):
+    """The entropy map (nats, 0 to ln C) of the view's slice, with its colour bar."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("uncertainty (entropy, nats)" if first_row else "")
+    if "uncertainty" not in view:
+        return
+    shown = {"aspect": view["aspect"], "interpolation": "nearest"}
+    image = ax.imshow(view["uncertainty"], cmap="magma", vmin=0, vmax=np.log(n_classes), **shown)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
 def _draw_overlay_row(axes, view: dict, colours: list[str], first_row: bool, ylabel: str):
     """Image, reference over it, prediction over it (with the reference's outline)."""
     from matplotlib.colors import ListedColormap
@@ -365,11 +377,14 @@ def plot_overlays(
     gives it); ``region`` names the Dice. Returns the figure (already written)."""
     labels = as_label_map(labels)
     colours = class_colours(labels)
-    with _figure(out_png, figsize=(10.5, 3.6 * len(rows))) as fig:
-        axes = fig.subplots(len(rows), 3, squeeze=False)
+    ncols = 4 if any("uncertainty" in view for *_, view in rows) else 3
+    with _figure(out_png, figsize=(3.5 * ncols, 3.6 * len(rows))) as fig:
+        axes = fig.subplots(len(rows), ncols, squeeze=False)
         for row, (label, case, dice, view) in enumerate(rows):
             ylabel = f"{label}: {case}\n{region} Dice {dice:.3f}, slice {view['z']}"
             _draw_overlay_row(axes[row], view, colours, row == 0, ylabel)
+            if ncols == 4:
+                _draw_uncertainty(fig, axes[row][3], view, labels.n_classes, row == 0)
         _overlay_legend(fig, labels, colours)
         fig.suptitle(title)
         height = fig.get_figheight()
