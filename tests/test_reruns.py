@@ -130,8 +130,8 @@ def test_split_change_reruns_split_and_every_model_not_preprocessing(tiny_run):
     [
         {"batch_size": 5},
         {"tta": "mirror"},
-        {"tta": "mirror", "uncertainty": True},  # new outputs: requested, so they run
-        {"save_probabilities": True},
+        # new outputs (entropy maps, probabilities): requested, so they run
+        {"tta": "mirror", "uncertainty": True, "save_probabilities": True},
     ],
 )
 def test_prediction_setting_reruns_prediction_not_training(tiny_run, change):
