@@ -47,6 +47,9 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tumorseg.evaluation.segmentation import bounding_box, hd95_pooled
+from tumorseg.tasks.labels import as_label_map
+
 #: HD95 (mm) of a missed or false-positive lesion: the official parser's penalty (the
 #: diagonal of the BraTS grid, rounded down as the package does)
 LESION_HD95_MISSED = 373.0
@@ -99,11 +102,19 @@ def match_lesions(ref_labels, n_ref, pred_labels, n_pred) -> list[tuple[int, int
     return [(r + 1, c + 1, float(dice[r, c])) for r, c in pairs if cost[r, c] < 1.0]
 
 
-def _pair_hd95(ref_labels, r, pred_labels, p, spacing) -> float:
-    from tumorseg.evaluation.segmentation import hd95_pooled
-
-    ref, pred = ref_labels == r, pred_labels == p
-    return hd95_pooled(pred, ref, spacing)
+def _pair_hd95s(ref_labels, pred_labels, matches, spacing) -> dict[int, float]:
+    """Pooled HD95 of every matched pair, each compared inside the two lesions' joint
+    bounding box plus one voxel (where all of both surfaces lie), not over the region."""
+    ref_boxes, pred_boxes = ndimage.find_objects(ref_labels), ndimage.find_objects(pred_labels)
+    out = {}
+    for r, p, _ in matches:
+        a, b = ref_boxes[r - 1], pred_boxes[p - 1]
+        box = tuple(
+            slice(max(min(x.start, y.start) - 1, 0), min(max(x.stop, y.stop) + 1, n))
+            for x, y, n in zip(a, b, ref_labels.shape, strict=True)
+        )
+        out[r] = hd95_pooled(pred_labels[box] == p, ref_labels[box] == r, spacing)
+    return out
 
 
 def _mean_or(values: list[float], empty: float) -> float:
@@ -121,7 +132,8 @@ def lesion_metrics(pred: np.ndarray, ref: np.ndarray, spacing, challenge: str = 
     tp = len(matches)
     fp, fn = n_pred - tp, n_ref - tp
     none = n_ref + n_pred == 0
-    scores = {r: (d, _pair_hd95(ref_labels, r, pred_labels, p, spacing)) for r, p, d in matches}
+    hd95s = _pair_hd95s(ref_labels, pred_labels, matches, spacing)
+    scores = {r: (d, hd95s[r]) for r, _, d in matches}
     if challenge == "gli":
         dice = _mean_or([d for d, _ in scores.values()], np.nan if none else 0.0)
         hd = _mean_or([h for _, h in scores.values()], np.nan if none else LESION_HD95_MISSED)
@@ -147,9 +159,6 @@ def lesion_metrics(pred: np.ndarray, ref: np.ndarray, spacing, challenge: str = 
 def lesion_table(pred_classes, ref_classes, spacing, labels, challenge: str) -> pd.DataFrame:
     """One row per region of a BraTS label map: ``region`` and :data:`LESION_COLUMNS`.
     Both maps hold internal classes in ``(z, y, x)`` order; ``spacing`` in the same order."""
-    from tumorseg.evaluation.segmentation import bounding_box
-    from tumorseg.tasks.labels import as_label_map
-
     # lesions, matches and distances lie in the bounding box of both maps' foreground
     box = bounding_box((pred_classes != 0) | (ref_classes != 0), margin=1)
     if box is not None:

@@ -73,7 +73,7 @@ def evaluate_case(
     if ceiling_path:
         ceiling_image, ceiling = _read_label(ceiling_path, labels, case, "ceiling")
         _check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
-        ceil = case_metrics(ceiling, ref, spacing, labels)
+        ceil = case_metrics(ceiling, ref, spacing, labels, directed=False)  # keeps Dice, pooled
         table["ceiling_dice"] = ceil["dice"].to_numpy()
         table["ceiling_hd95"] = ceil["hd95_pooled"].to_numpy()
     else:

@@ -176,7 +176,8 @@ def hd95_directed(pred: np.ndarray, ref: np.ndarray, spacing) -> float:
     ``surface-distance`` (``compute_robust_hausdorff``: surface elements from the 2 x 2 x 2
     neighbourhoods, weighted by their area, from the library's own tables), 2D or 3D masks,
     ``spacing`` in array-axis order. The same steps as its ``compute_surface_distances``
-    with a vectorised sort in its order (the library sorts in Python: a third of its time);
+    with a vectorised sort in its order (the library's Python sort was 0.89 s of its 2.10 s
+    on a scattered whole-brain mask);
     ``tests/test_metrics.py`` checks it against the library."""
     from surface_distance import lookup_tables as lt
 
@@ -209,9 +210,10 @@ def hd95_directed(pred: np.ndarray, ref: np.ndarray, spacing) -> float:
     )
 
 
-def _region_metrics(pred: np.ndarray, ref: np.ndarray, spacing, n_total: int) -> dict:
+def _region_metrics(pred, ref, spacing, n_total: int, directed: bool = True) -> dict:
     """Metrics of two boolean masks that may be a crop of a grid of ``n_total`` voxels
-    (everything outside the crop being background in both)."""
+    (everything outside the crop being background in both); ``directed=False`` leaves
+    ``hd95_directed`` empty (NaN) instead of computing it."""
     voxel_volume = float(np.prod(spacing))
     n_pred = int(np.count_nonzero(pred))
     n_ref = int(np.count_nonzero(ref))
@@ -232,7 +234,7 @@ def _region_metrics(pred: np.ndarray, ref: np.ndarray, spacing, n_total: int) ->
         "dice": float(dice),
         "sensitivity": float(sensitivity),
         "specificity": float(specificity),
-        "hd95_directed": hd95_directed(pred, ref, spacing),
+        "hd95_directed": hd95_directed(pred, ref, spacing) if directed else np.nan,
         "hd95_pooled": hd95_pooled(pred, ref, spacing),
         "volume_pred": n_pred * voxel_volume,
         "volume_ref": n_ref * voxel_volume,
@@ -255,10 +257,15 @@ def region_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
 
 
 def case_metrics(
-    pred_classes: np.ndarray, ref_classes: np.ndarray, spacing, labels="brats2017"
+    pred_classes: np.ndarray,
+    ref_classes: np.ndarray,
+    spacing,
+    labels="brats2017",
+    directed: bool = True,
 ) -> pd.DataFrame:
     """One row per region of the label map with column ``region``, the metric columns
-    (:data:`METRICS`) and the lesion counts (:data:`COUNTS`).
+    (:data:`METRICS`) and the lesion counts (:data:`COUNTS`); ``directed=False`` skips
+    ``hd95_directed`` (NaN), for tables that do not keep it.
 
     Both maps hold internal classes in ``(z, y, x)`` order; ``spacing`` is in the same
     array-axis order. Only the bounding box of the foreground (in either map) is examined.
@@ -282,7 +289,7 @@ def case_metrics(
             pred, ref = empty, empty
         else:
             pred, ref = np.isin(pred_classes, classes), np.isin(ref_classes, classes)
-        row = _region_metrics(pred, ref, spacing, n_total)
+        row = _region_metrics(pred, ref, spacing, n_total, directed)
         row.update(lesions_pred=lesion_count(pred), lesions_ref=lesion_count(ref))
         rows.append({"region": region, **row})
     return pd.DataFrame(rows, columns=["region", *METRICS, *COUNTS])
