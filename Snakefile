@@ -29,6 +29,7 @@ else:
 
 
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/bundle.smk"
 
 
 rule all:

@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -64,6 +66,19 @@ def write_sheet(wd: Path, cases: dict[str, str]) -> None:
     (wd / "samples.tsv").write_text("\n".join(rows) + "\n")
 
 
+def write_bundle(folder: Path, settings: dict) -> None:
+    """The random model's bundle.json: the shipped config's preprocessing, ``settings``."""
+    from snakemake.utils import validate
+
+    from tumorseg.bundle.manifest import write_manifest
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config["models"] = {"unet": settings}
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    config["modalities"] = list(MODS)
+    write_manifest(folder, config, "unet")
+
+
 def build(wd: Path, args) -> tuple[list[str], str]:
     subprocess.run(
         [Path(sys.executable).with_name("tumorseg-demo-data"), "brats2021", str(wd / "data")]
@@ -78,8 +93,10 @@ def build(wd: Path, args) -> tuple[list[str], str]:
 
     settings = model_defaults(ROOT / "workflow/schemas/config.schema.yaml")
     settings.update(depth=args.depth, base_filters=args.filters)
-    build_model(settings, n_channels=4).save(wd / "model.keras")
+    (wd / "bundle").mkdir()
+    build_model(settings, n_channels=4).save(wd / "bundle/model.keras")
     model = {k: v for k, v in settings.items() if k in ("architecture", "depth", "base_filters")}
+    write_bundle(wd / "bundle", settings)
     predict = {"batches": args.batches} if args.batches else {}
     cfg = write_config(
         wd,
@@ -88,7 +105,7 @@ def build(wd: Path, args) -> tuple[list[str], str]:
             "demo": {"enabled": False},
             "samples": "samples.tsv",
             "models": {"unet": model},
-            "pretrained": {"unet": "model.keras"},
+            "pretrained": {"unet": "bundle"},
             "predict": predict,
         },
     )
@@ -108,7 +125,7 @@ def pure(wd: Path, cases: list[str], threads: int) -> list[dict[str, float]]:
     from tumorseg.inference.predict import configure_threads, load_model, predict_case
 
     configure_threads(threads)
-    model = load_model(str(wd / "model.keras"))
+    model = load_model(str(wd / "bundle/model.keras"))
     out = wd / "pure"
     out.mkdir()
     times = []

@@ -3,8 +3,6 @@ slice collection (binary masks, TIFF in and out), a tissue parcellation with 22
 non-contiguous labels stored as MINC (non-axial voxel order), MHA and NRRD, and BraTS 2023
 and Decathlon folders predicted with a trained model."""
 
-import shutil
-
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -13,7 +11,7 @@ import SimpleITK as sitk
 import yaml
 from figure_checks import written
 from formats_data import TISSUE_LABELS, TISSUE_VALUES, export, tissue_dataset, write_sheet
-from workflow_helpers import make_workdir, run_snakemake
+from workflow_helpers import make_workdir, run_command, run_snakemake
 
 from tumorseg.io.grid import Grid
 from tumorseg.io.slices import find_stack
@@ -127,36 +125,56 @@ def test_tissue_metrics_follow_the_map_and_agree_across_formats(tissue_run):
     assert "tissue51" in model.read_text()
 
 
+def test_lgg_folder_predicted_by_one_command(lgg_run, tmp_path):
+    """The LGG run's bundle applied by `tumorseg-predict` to the slice folder: the masks are
+    the workflow's own, folder by folder, in the input's naming."""
+    out = tmp_path / "out"
+    run_command(
+        "tumorseg-predict", "-i", str(lgg_run / "data/lgg"), "-o", str(out),
+        "-m", str(lgg_run / "results/models/unet"), "--cores", "2",
+    )  # fmt: skip
+    sheet = pd.read_csv(lgg_run / "config/lgg.tsv", sep="\t", dtype=str, keep_default_na=False)
+    for case in sheet["case"]:
+        want = lgg_run / "results/predictions/unet" / case
+        names = sorted(p.name for p in want.iterdir() if not p.name.startswith("."))
+        assert sorted(p.name for p in (out / case).iterdir()) == names
+        for name in names:
+            got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / case / name)))
+            np.testing.assert_array_equal(
+                got, sitk.GetArrayFromImage(sitk.ReadImage(str(want / name)))
+            )
+    scored = pd.read_csv(out / "metrics.tsv", sep="\t")
+    assert set(scored["region"]) == {"lesion"} and set(scored["case"]) <= set(sheet["case"])
+
+
 @pytest.mark.parametrize(
-    ("layout", "convention", "written"),
-    [("brats2023", "brats2023", {0, 1, 2, 3}), ("decathlon", "decathlon", {0, 1, 2, 3})],
+    ("layout", "written", "naming"),
+    [("brats2023", {0, 1, 2, 3}, "{}-seg.nii.gz"), ("decathlon", {0, 1, 2, 3}, "{}.nii.gz")],
 )
-def test_brats2023_and_decathlon_folders_with_a_trained_model(
-    tiny_run, tmp_path, layout, convention, written
+def test_brats2023_and_decathlon_folders_predicted_by_one_command(
+    tiny_run, tmp_path, layout, written, naming
 ):
-    wd = make_workdir(tmp_path / "wf")
-    export(layout, wd / "data", "--subjects", "2", "--shrink", "2", "--unlabelled", "1")
-    said = write_sheet(wd / "data", wd / "config/samples.tsv")
-    assert f"label_convention: {convention}" in said
-    model = tmp_path / "unet.keras"
-    shutil.copy(tiny_run / "results/models/unet/model.keras", model)
-    cfg = {
-        "demo": {"enabled": False},
-        "samples": "config/samples.tsv",
-        "label_convention": convention,
-        "pretrained": {"unet": str(model)},
-        "split": {"ratios": {"train": 0.0, "val": 0.0, "test": 1.0}},
-    }
-    run_snakemake(wd, "--configfile", "tests/config/tiny.yaml", _config(wd, "run.yaml", cfg))
-    sheet = pd.read_csv(wd / "config/samples.tsv", sep="\t", dtype=str, keep_default_na=False)
+    """The tiny run's bundle (trained on BraTS 2017 labels 0/1/2/4, one file per modality)
+    applied by `tumorseg-predict` to a BraTS 2023 folder and to a Decathlon folder of 4D
+    files: segmentations on each input's grid, in the folder's own label values and naming,
+    and the cases with a reference scored."""
+    data = tmp_path / "data"
+    export(layout, data, "--subjects", "2", "--shrink", "2", "--unlabelled", "1")
+    out = tmp_path / "out"
+    run_command(
+        "tumorseg-predict", "-i", str(data), "-o", str(out),
+        "-m", str(tiny_run / "results/models/unet"), "--cores", "2",
+    )  # fmt: skip
+    write_sheet(data, tmp_path / "samples.tsv")
+    sheet = pd.read_csv(tmp_path / "samples.tsv", sep="\t", dtype=str, keep_default_na=False)
     image_col = "image" if layout == "decathlon" else "t1ce"
     for _, row in sheet.iterrows():
-        ref = nib.load(wd / "config" / row[image_col])
-        pred = nib.load(wd / f"results/predictions/unet/{row['case']}_seg.nii.gz")
+        ref = nib.load(tmp_path / row[image_col])
+        pred = nib.load(out / naming.format(row["case"]))
         assert pred.shape == ref.shape[:3]
         np.testing.assert_allclose(pred.affine, ref.affine, atol=1e-4)
         assert set(np.unique(np.asarray(pred.dataobj))) <= written
-    per_case = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
+    per_case = pd.read_csv(out / "metrics.tsv", sep="\t")
     labelled = sheet.loc[sheet["seg"] != "", "case"]
     assert set(per_case["case"]) == set(labelled) and len(per_case) == 3 * len(labelled)
     assert (per_case.loc[per_case["region"] == "WT", "ceiling_dice"] > 0.9).all()

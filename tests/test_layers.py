@@ -36,7 +36,7 @@ FLOORS = [
     {"preprocessing", "splitting"},
     {"training", "evaluation"},
     {"inference"},
-    {"demo"},
+    {"demo", "bundle"},
     {"workflow_config"},
 ]
 

@@ -255,11 +255,10 @@ def test_two_runs_from_scratch_are_identical(tiny_run, tmp_path):
 
 
 def test_a_new_case_with_a_kept_model_reruns_only_its_batch(tiny_run, tmp_path):
-    # the trained model applied as `pretrained` from its own file, then one more case
+    # the trained model's bundle applied as `pretrained` from a copy, then one more case
     workdir = copy_workdir(tiny_run, tmp_path / "wf")
-    (workdir / "pretrained").mkdir()
-    shutil.copy2(workdir / "results/models/unet/model.keras", workdir / "pretrained/unet.keras")
-    keep = {"pretrained": {"unet": "pretrained/unet.keras"}}
+    shutil.copytree(workdir / "results/models/unet", workdir / "pretrained/unet")
+    keep = {"pretrained": {"unet": "pretrained/unet"}}
     run_snakemake(workdir, "--configfile", TINY, write_config(workdir, "keep.yaml", keep))
     grow = {**keep, "demo": {"n_second_sessions": 3}}
     jobs = plan(workdir, write_config(workdir, "new_case.yaml", grow))

@@ -2,7 +2,6 @@
 predicted with the trained model through the `pretrained` switch."""
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import SimpleITK as sitk
 import yaml
 from brats_reference import official
 from figure_checks import written
-from workflow_helpers import make_workdir, run_snakemake
+from workflow_helpers import make_workdir, run_command, run_snakemake
 
 from tumorseg.evaluation.lesions import LESION_COLUMNS, lesion_table
 from tumorseg.tasks.labels import as_label_map
@@ -98,9 +97,9 @@ def test_report_collects_the_pictures(tiny_run, tmp_path):
 
 
 def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
-    """Sheet written by the CLI from the real BraTS folder; the tiny run's model applied
-    without retraining, with test-time mirroring and the uncertainty maps; everything scored
-    (split ratios test: 1)."""
+    """Sheet written by the CLI from the real BraTS folder; the tiny run's bundle archive
+    applied without retraining (unpacked into resources/bundles), with test-time mirroring
+    and the uncertainty maps; everything scored (split ratios test: 1)."""
     wd = make_workdir(tmp_path / "wf")
     sheet = wd / "config/real.tsv"
     subprocess.run(
@@ -108,8 +107,8 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
         check=True,
         env={"PYTHONPATH": str(wd / "src")},
     )
-    model = tmp_path / "unet.keras"
-    shutil.copy(tiny_run / "results/models/unet/model.keras", model)
+    model = tmp_path / "unet.zip"  # the bundle's archive, as a colleague would send it
+    run_command("tumorseg-export", str(tiny_run / "results/models/unet"), "-o", str(model))
     (wd / "config/real.yaml").write_text(
         yaml.safe_dump(
             {
@@ -123,6 +122,7 @@ def test_real_cases_with_the_trained_model(tiny_run, tmp_path, real_data):
     )
     run_snakemake(wd, "--configfile", "tests/config/tiny.yaml", "config/real.yaml")
     assert not (wd / "results/models").exists(), "a pretrained model must not be retrained"
+    assert len(list((wd / "resources/bundles").glob("unet-*/unet/model.keras"))) == 1
     logs = [f.read_text() for f in (wd / "logs/predict/unet").glob("batch*.log")]
     assert logs and all("test-time mirroring along batch axes (-2,)" in t for t in logs)
 

@@ -150,3 +150,24 @@ def assert_same_results(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(
             pd.read_csv(a / rel, sep="\t"), pd.read_csv(b / rel, sep="\t"), check_exact=True
         )
+
+
+def run_command(name: str, *args: str, check: bool = True, timeout: int = 1200):
+    """Run one of the package's commands (``tumorseg-predict``, ``tumorseg-export``) on this
+    checkout's code, as its console script does; returns the CompletedProcess."""
+    module = {
+        "tumorseg-predict": "tumorseg.bundle.predict_folder",
+        "tumorseg-export": "tumorseg.bundle.archive",
+    }[name]
+    code = f"import sys; from {module} import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-8000:]}")  # fmt: skip
+    return proc

@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake.logging import logger
 from snakemake.resources import Resource, Resources
 from snakemake.utils import validate
@@ -10,6 +12,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from tumorseg.demo import phantom as demo  # noqa: E402
+from tumorseg.bundle.manifest import config_sha256, manifest as make_manifest  # noqa: E402
+from tumorseg.bundle.settings import apply_bundles  # noqa: E402
 from tumorseg.batches import assign_batches, auto_batches, batch_runtime  # noqa: E402
 from tumorseg.code_digest import script_digests  # noqa: E402
 from tumorseg.gpus import usable_gpus  # noqa: E402
@@ -26,9 +30,14 @@ from tumorseg.workflow_config import (  # noqa: E402
     sample_table,
 )
 
+DEFAULT_CONFIG = "config/config.yaml"  # the Snakefile's `configfile:`
 GIVEN_CONFIG = copy.deepcopy(config)  # as written: the task's defaults fill what it leaves out
 validate(config, schema="../schemas/config.schema.yaml")
 apply_task_defaults(config, GIVEN_CONFIG)
+# the default config file, as shipped: a bundle's setting overrides its values, not the user's
+SHIPPED = yaml.safe_load(open(DEFAULT_CONFIG)) if DEFAULT_CONFIG in workflow.configfiles else {}
+BUNDLES = apply_bundles(config, GIVEN_CONFIG, SHIPPED or {}, "resources/bundles")
+validate(config, schema="../schemas/config.schema.yaml")  # the defaults of a bundle's model
 check_config(config)
 
 SAMPLES = sample_table(config, workflow.basedir)  # also resolves null modalities
@@ -38,6 +47,7 @@ LABELLED = list(SAMPLES.loc[SAMPLES["labelled"], "case"])
 FOUR_D = "image" in SAMPLES.columns
 # slice stacks (the LGG layout): one folder of numbered 2D slices per case
 STACKS = FOUR_D and all(is_stack(p) for p in SAMPLES["image"])
+SHEET_KIND = "stack" if STACKS else "4d" if FOUR_D else "files"  # what a bundle's model takes
 IMAGE_COLUMNS = ["image"] if FOUR_D else list(config["modalities"])
 TRANSLATION = config["task"] == "translation"
 TARGET = config["translation"]["target"]  # the modality a translation model synthesises
@@ -75,6 +85,8 @@ if config["predict"]["batches"] == "auto":
 # training; on a cluster the profile asks for their GPU (`gres`)
 PREDICT_GPU = 1 if workflow.local_exec and usable_gpus() else 0
 DEMO_DIR = config["demo"]["outdir"]
+# the resolved config's digest (the model card's), modalities and channels filled in
+CONFIG_DIGEST = config_sha256(config)
 # per step script: a digest of the package modules it imports (rule param `code`), so an
 # edit to src/tumorseg reruns the jobs that run the edited code
 CODE = script_digests(
@@ -152,7 +164,7 @@ def all_targets():
     targets += expand("results/preprocessed/{case}/qc.png", case=CASES)
     for run, (name, _) in RUNS.items():
         if name not in config["pretrained"]:
-            targets.append(f"results/models/{run}/model.keras")
+            targets.append(f"results/models/{run}/bundle.json")
         targets += expand(PRED, model=run, case=CASES)
         # optional outputs of the predict jobs, requested so that turning one on runs them
         targets += expand(PROBS, model=run, case=CASES) if SAVE_PROBS else []
@@ -163,6 +175,15 @@ def all_targets():
             name=["per_case.tsv", "boxplots.png", "overlays.png"],
         )
     return targets
+
+
+def bundle_manifest(wildcards):
+    """A trained run's bundle.json, but for the model's digest and card (the bundle rule
+    adds them)."""
+    name, fold = RUNS[wildcards.model]
+    return make_manifest(
+        config, name, wildcards.model, fold, training_settings(wildcards), SHEET_KIND
+    )
 
 
 def train_mem_mb(wildcards):

@@ -8,6 +8,7 @@ rule train:
         **({"scale": "results/models/{model}/target_scale.json"} if TRANSLATION else {}),
         model="results/models/{model}/model.keras",
         history="results/models/{model}/history.csv",
+        record="results/models/{model}/training.json",
         curves=report(
             "results/models/{model}/curves.png",
             caption="../report/curves.rst",

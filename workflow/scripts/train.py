@@ -20,6 +20,7 @@ run_step(
     out_curves=snakemake.output.curves,
     out_summary=snakemake.output.summary,
     out_scale=snakemake.output.get("scale"),
+    out_record=snakemake.output.record,
     checkpoint_dir=snakemake.params.checkpoint_dir,
     tensorboard_dir=snakemake.params.tensorboard_dir,
     labels=snakemake.params.labels,

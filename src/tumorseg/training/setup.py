@@ -61,3 +61,31 @@ def precision(settings: dict, gpus: list, deterministic: bool) -> tuple[str | No
         "TensorFlow's fused kernel" if fused else "Keras's layer (op determinism on a GPU)",
     )
     return policy, fused
+
+
+def hardware(gpus: list, threads: int) -> str:
+    """The machine a job ran on, in one line: CPU model, its widest vector instructions,
+    the job's threads, and the GPUs it saw (for the model card)."""
+    import platform
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    cpu = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    isa = next((f for f in ("avx512_bf16", "avx512f", "avx2", "neon") if f in flags), "")
+    text = f"{cpu}{f' ({isa})' if isa else ''}, {threads} threads"
+    if gpus:
+        import tensorflow as tf
+
+        details = [tf.config.experimental.get_device_details(g) for g in gpus]
+        names = [d.get("device_name", g.name) for d, g in zip(details, gpus, strict=True)]
+        text += ", GPUs: " + ", ".join(names)
+    return text

@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from tumorseg.io.atomic import atomic_path
+from tumorseg.io.tables import write_json
 from tumorseg.report.figures import plot_curves
 from tumorseg.tasks.translation import write_target_scale
 from tumorseg.training.assemble import build, compiled_model
@@ -39,7 +40,7 @@ from tumorseg.training.callbacks import TensorBoardScalars, history_metrics, mak
 from tumorseg.training.checkpoints import Checkpoints, resume, run_fingerprint
 from tumorseg.training.inputs import TrainingData, datasets, training_data, val_samples
 from tumorseg.training.precision import policy_name
-from tumorseg.training.setup import precision, start_tensorflow
+from tumorseg.training.setup import hardware, precision, start_tensorflow
 from tumorseg.training.validation import volume_validation_callback
 
 log = logging.getLogger("tumorseg.train")  # one logger for every part of the training job
@@ -141,6 +142,29 @@ def _write_outputs(clean_model, d: TrainingData, settings, run: dict, out: dict)
         tmp.write_text(_summary_text(clean_model, settings, facts))
     with atomic_path(out["model"]) as tmp:
         clean_model.save(tmp)
+    if out.get("record"):
+        write_json(out["record"], _record(state, d, run))
+
+
+def _record(state: dict, d: TrainingData, run: dict) -> dict:
+    """``training.json``: what the model card says about the training."""
+    import tensorflow as tf
+
+    return {
+        "epochs_trained": int(state["epoch"]),
+        "epochs": int(d.epochs),
+        "early_stop": bool(state.get("stopped")),
+        "best_epoch": int(state["best_epoch"]),
+        "best": float(state["best"]),
+        "selected_by": "val_dice_mean" if run["regions"] else "val_mae",
+        "training_cases": len(d.train_cases),
+        "validation_cases": len(d.val_cases),
+        "seconds": round(time.perf_counter() - run["t0"], 1),
+        "precision": run["precision"],
+        "hardware": run["hardware"],
+        "tensorflow": tf.__version__,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def train_model(
@@ -159,6 +183,7 @@ def train_model(
     threads: int = 2,
     out_scale: str | None = None,
     windows: dict | None = None,
+    out_record: str | None = None,
 ) -> None:
     """Train the model described by ``settings`` on the split's train cases, one output
     channel per class of the label map ``labels`` (``labels`` None: image translation, one
@@ -171,7 +196,7 @@ def train_model(
     checkpoint is there. ``out_scale`` (translation): a JSON of the training cases' mean
     in-brain target statistics, the scale of :func:`write_target_scale`. ``windows``
     (3D): the sliding window (``overlap``, ``gaussian``) that validation predicts with, as
-    inference does.
+    inference does. ``out_record``: ``training.json``, what the model card reports.
     """
     from tumorseg.tasks.labels import as_label_map
 
@@ -204,13 +229,15 @@ def train_model(
         "fold": fold,
         "precision": policy_name(policy),
         "gpus": len(gpus),
+        "hardware": hardware(gpus, threads),
     }
     if int(state["epoch"]) < d.epochs and not state.get("stopped"):
         run["state"] = _fit(model, clean_model, d, settings, run, threads)
     else:
         log.info("nothing left to train: writing the outputs from the checkpoint")
     out = {"model": out_model, "history": out_history, "curves": out_curves}
-    _write_outputs(clean_model, d, settings, run, {**out, "summary": out_summary})
+    out.update(summary=out_summary, record=out_record)
+    _write_outputs(clean_model, d, settings, run, out)
     if out_scale:
         write_target_scale(preprocessed_dir, d.train_cases, out_scale)
     checkpoints.clear()
