@@ -244,8 +244,10 @@ def test_brats_metrics_unchanged_by_label_maps(tiny_run, tmp_path):
             out.CopyInformation(image)
             sitk.WriteImage(out, str(tmp_path / f"{case}_{name}.nii.gz"))
         official_files[case] = tuple(str(tmp_path / f"{case}_{n}.nii.gz") for n in ("pred", "ref"))
-    # the tiny model's scattered masks (many lesions) against the official BraTS evaluation
-    # (every demo grid is isotropic, where its spacing order does not matter)
+    # the tiny model's scattered masks (thousands of lesions) against the official BraTS
+    # evaluation, on the resampled siteC case (its lesion matching takes most of this test's
+    # time; every demo grid is isotropic, where its spacing order does not matter)
+    official_files = {c: f for c, f in official_files.items() if c.startswith("siteC")}
     theirs = official("gli", official_files, tmp_path)
     for case in official_files:
         for row in got[got["case"] == case].itertuples(index=False):

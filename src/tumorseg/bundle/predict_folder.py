@@ -153,7 +153,7 @@ def copy_out(work: Path, out: Path, data: dict, name: str, sheet, layout) -> lis
         tmp = dest.with_name(f".{dest.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         if src.is_dir():
-            shutil.copytree(src, tmp)
+            shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(".*"))  # Snakemake's stamp
         else:
             shutil.copy2(src, tmp)
         if dest.is_dir():
