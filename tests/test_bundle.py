@@ -156,3 +156,18 @@ def test_predict_inputs_are_checked_against_the_bundle(bundle, tmp_path):
     files = [tmp_path / f"pat 1_{m}.nii.gz" for m in data["config"]["modalities"]]
     sheet, _ = input_sheet([f for f in files if f.touch() or True], data, None)
     assert list(sheet["case"]) == ["pat_1"] and sheet["t1ce"].item() == str(files[2])
+
+
+def test_a_translation_bundle_reads_its_target_as_the_reference(tmp_path):
+    config = {"task": "translation", "modalities": ["t1"], "translation": {"target": "t2"}}
+    data = {"input": "files", "config": config}
+    export("brats2023", tmp_path / "b23", n_subjects=2, shrink=8, n_unlabelled=0)
+    sheet, _ = input_sheet([tmp_path / "b23"], data, None)
+    assert (
+        sheet["t2"].str.endswith("-t2w.nii.gz").all()
+        and sheet["t1"].str.endswith("-t1n.nii.gz").all()
+    )
+    case = sorted(p for p in (tmp_path / "b23").iterdir() if p.is_dir())[0]
+    next(case.glob("*-t2w.nii.gz")).unlink()
+    sheet, _ = input_sheet([tmp_path / "b23"], data, None)
+    assert (sheet["t2"] == "").all()  # predicted, not scored

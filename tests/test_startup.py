@@ -171,3 +171,36 @@ def test_prediction_holds_a_gpu_only_where_the_machine_has_gpus(workdir):
         predict = [j for n, j in found.items() if n.startswith("predict_unet_b")]
         assert predict and all(j["resources"].get("gpu", "0") == held for j in predict)
         assert found["train"]["resources"]["gpu"] == "1"
+
+
+def test_a_bundle_setting_changed_in_the_config_is_refused_before_any_job(workdir, tmp_path):
+    """A bundle (here with stand-in weights: nothing loads them before a job) brings its
+    preprocessing; a config that changed one of its settings stops at start-up, naming both
+    values, and one that leaves them alone plans prediction without training."""
+    from snakemake.utils import validate
+
+    from tumorseg.bundle.manifest import write_manifest
+
+    trained = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    validate(trained, str(workdir / "workflow/schemas/config.schema.yaml"))
+    trained["modalities"] = ["flair", "t1", "t1ce", "t2"]
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet/model.keras").write_bytes(b"stand-in")
+    write_manifest(tmp_path / "unet", trained, "unet")
+    apply = {"pretrained": {"unet": str(tmp_path / "unet")}}
+    ok = write_config(workdir, "bundle_ok.yaml", apply)
+    proc = run_snakemake(workdir, "-n", "--configfile", ok, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = jobs(proc.stdout)
+    assert "train" not in planned and any(r.startswith("predict_unet_b") for r in planned)
+    bad = write_config(
+        workdir, "bundle_bad.yaml", {**apply, "preprocess": {"downsample": [1, 1, 1]}}
+    )
+    proc = run_snakemake(workdir, "-n", "--configfile", bad, check=False)
+    assert proc.returncode != 0
+    said = proc.stdout + proc.stderr
+    assert (
+        "config preprocess.downsample is [1, 1, 1], but the model bundle was trained with [2, 2, 2]"
+        in said
+    )
+    assert "rule " not in said  # no job planned

@@ -49,15 +49,22 @@ def _files_case(files: list[Path], data: dict, case: str | None) -> tuple[pd.Dat
         case = re.sub(r"[^A-Za-z0-9_-]", "_", case) or "case"
     if not SAFE_ID.match(case):
         raise InputError(f"--case {case!r}: use letters, digits, '_' and '-' only")
+    reference = {"seg": "", **({_target(data): ""} if _target(data) else {})}
     if len(files) == 1 and len(modalities) > 1:
-        return pd.DataFrame([{"case": case, "image": str(files[0]), "seg": ""}]), None
+        return pd.DataFrame([{"case": case, "image": str(files[0]), **reference}]), None
     if len(files) != len(modalities):
         raise InputError(
             f"{len(files)} files given, but the model takes {len(modalities)} modalities "
             f"({', '.join(modalities)}): give one file each, in that order, or one 4D file"
         )
     row = {"case": case, **{m: str(f) for m, f in zip(modalities, files, strict=True)}}
-    return pd.DataFrame([{**row, "seg": ""}]), None
+    return pd.DataFrame([{**row, **reference}]), None
+
+
+def _target(data: dict) -> str | None:
+    """A translation model's target modality (each case's reference), else None."""
+    config = data["config"]
+    return config["translation"]["target"] if config["task"] == "translation" else None
 
 
 def input_sheet(inputs: list[Path], data: dict, case: str | None) -> tuple[pd.DataFrame, Layout]:
@@ -67,13 +74,7 @@ def input_sheet(inputs: list[Path], data: dict, case: str | None) -> tuple[pd.Da
         raise InputError("no such file or folder", path=missing[0])
     if len(inputs) > 1 or inputs[0].is_file():
         return _files_case(inputs, data, case)
-    modalities = data["config"]["modalities"]
-    try:
-        scan = scan_folder(inputs[0], modalities)
-    except InputError as err:
-        raise InputError(
-            f"{err} (the model takes {', '.join(modalities)})", path=inputs[0]
-        ) from None
+    scan = _scan(inputs[0], data)
     stack = scan.layout.name == "lgg"
     if stack != (data["input"] == "stack"):
         kinds = {True: "slice stacks (folders of 2D slices)", False: "volumes"}
@@ -83,6 +84,24 @@ def input_sheet(inputs: list[Path], data: dict, case: str | None) -> tuple[pd.Da
             path=inputs[0],
         )
     return scan.table, scan.layout
+
+
+def _scan(folder: Path, data: dict):
+    """The folder's layout and cases, with the model's modalities; for translation also its
+    target, the reference of each case (without one in every case: predicted, not scored)."""
+    modalities = data["config"]["modalities"]
+    target = _target(data)
+    if target:
+        try:
+            return scan_folder(folder, [*modalities, target])
+        except InputError:
+            scan = _scan(folder, {**data, "config": {**data["config"], "task": "segmentation"}})
+            scan.table[target] = ""
+            return scan
+    try:
+        return scan_folder(folder, modalities)
+    except InputError as err:
+        raise InputError(f"{err} (the model takes {', '.join(modalities)})", path=folder) from None
 
 
 def label_convention(data: dict, layout: Layout | None) -> str | None:
@@ -116,16 +135,16 @@ def targets(data: dict, name: str, sheet: pd.DataFrame) -> list[str]:
     metrics when a case has a reference."""
     pred = outputs_of(data, name)
     wanted = [pred.format(case=c) for c in sheet["case"]]
-    if (sheet.get("seg", pd.Series(dtype=str)).fillna("") != "").any():
+    reference = sheet.get(_target(data) or "seg", pd.Series(dtype=str)).fillna("")
+    if (reference != "").any():
         wanted.append(f"results/metrics/{name}/per_case.tsv")
     return wanted
 
 
 def outputs_of(data: dict, name: str) -> str:
     """The workflow's prediction path of a case (``{case}`` left to fill)."""
-    if data["config"]["task"] == "translation":
-        target = data["config"]["translation"]["target"]
-        return f"results/predictions/{name}/{{case}}_{target}.nii.gz"
+    if _target(data):
+        return f"results/predictions/{name}/{{case}}_{_target(data)}.nii.gz"
     if data["input"] == "stack":
         return f"results/predictions/{name}/{{case}}"
     return f"results/predictions/{name}/{{case}}_seg.nii.gz"
@@ -136,7 +155,7 @@ def snakemake_command(work: Path, args, wanted: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "snakemake", *wanted, "--snakefile", str(args.snakefile)]
     cmd += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
     cmd += ["--cores", str(args.cores)]
-    cmd += ["--profile", args.profile] if args.profile else ["--resources", "gpu=1"]
+    cmd += ["--profile", _profile(args.profile)] if args.profile else ["--resources", "gpu=1"]
     return [*cmd, *args.snakemake_args]
 
 
@@ -164,6 +183,11 @@ def copy_out(work: Path, out: Path, data: dict, name: str, sheet, layout) -> lis
     if metrics.is_file():
         shutil.copy2(metrics, out / "metrics.tsv")
     return written
+
+
+def _profile(profile: str | None) -> str | None:
+    """A profile folder given by path, made absolute (Snakemake runs in OUT/.tumorseg)."""
+    return str(Path(profile).resolve()) if profile and Path(profile).exists() else profile
 
 
 def predict_folder(args) -> int:
