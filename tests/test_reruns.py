@@ -61,6 +61,7 @@ def model_jobs(every: list[str], labelled: list[str]) -> Counter:
         predict=n_batches(every),
         evaluate=n_batches(labelled),
         aggregate=1,
+        bundle=1,
         summarise=1,
         all=1,
     )
@@ -181,7 +182,9 @@ def test_an_edit_to_a_package_module_reruns_the_jobs_that_run_it(tiny_run, tmp_p
     assert plan(workdir) == []
     module.write_text(source + "\n_EDITED = True\n")
     jobs = plan(workdir)
-    expected = Counter(evaluate=n_batches(cases(tiny_run)[1]), aggregate=1, summarise=1, all=1)
+    expected = Counter(
+        evaluate=n_batches(cases(tiny_run)[1]), aggregate=1, bundle=1, summarise=1, all=1
+    )
     assert counts(jobs) == expected, counts(jobs)
 
 

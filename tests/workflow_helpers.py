@@ -125,7 +125,8 @@ def planned_job_details(workdir: Path, *args: str) -> list[tuple[str, dict[str, 
 
 def assert_same_results(a: Path, b: Path) -> None:
     """Two runs of the same config agree: splits and preprocessed arrays bit for bit, the
-    predicted label maps voxel for voxel, the per-case metrics exactly."""
+    predicted label maps voxel for voxel, the per-case metrics exactly, and the model cards'
+    digests, case counts and metrics."""
     import nibabel as nib
     import numpy as np
     import pandas as pd
@@ -150,6 +151,12 @@ def assert_same_results(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(
             pd.read_csv(a / rel, sep="\t"), pd.read_csv(b / rel, sep="\t"), check_exact=True
         )
+    import json
+
+    for bundle in sorted(a.glob("results/models/*/bundle.json")):
+        cards = [json.loads((r / bundle.relative_to(a)).read_text())["card"] for r in (a, b)]
+        for key in ("config_sha256", "sheet_sha256", "data_sha256", "cases", "metrics"):
+            assert cards[0][key] == cards[1][key], f"{bundle.relative_to(a)}: card {key} differs"
 
 
 def run_command(name: str, *args: str, check: bool = True, timeout: int = 1200):

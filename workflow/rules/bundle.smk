@@ -27,7 +27,7 @@ rule bundle:
         "../../envs/imaging.yaml"
     params:
         manifest=bundle_manifest,
-        config_digest=CONFIG_DIGEST,
+        config_digest=bundle_config_digest,
         preprocessed_dir=preprocessed_dir,
         code=CODE["bundle"],
     script:

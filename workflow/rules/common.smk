@@ -85,8 +85,6 @@ if config["predict"]["batches"] == "auto":
 # training; on a cluster the profile asks for their GPU (`gres`)
 PREDICT_GPU = 1 if workflow.local_exec and usable_gpus() else 0
 DEMO_DIR = config["demo"]["outdir"]
-# the resolved config's digest (the model card's), modalities and channels filled in
-CONFIG_DIGEST = config_sha256(config)
 # per step script: a digest of the package modules it imports (rule param `code`), so an
 # edit to src/tumorseg reruns the jobs that run the edited code
 CODE = script_digests(
@@ -184,6 +182,13 @@ def bundle_manifest(wildcards):
     return make_manifest(
         config, name, wildcards.model, fold, training_settings(wildcards), SHEET_KIND
     )
+
+
+def bundle_config_digest(wildcards):
+    """The model card's config digest: what made this model (its bundle's settings, the
+    data, the split and the training switches), not what only sizes or schedules jobs."""
+    made_of = {k: config[k] for k in ("demo", "samples", "split", "training")}
+    return config_sha256({"bundle": bundle_manifest(wildcards), **made_of})
 
 
 def train_mem_mb(wildcards):
