@@ -175,8 +175,9 @@ def test_prediction_holds_a_gpu_only_where_the_machine_has_gpus(workdir):
 
 def test_a_bundle_setting_changed_in_the_config_is_refused_before_any_job(workdir, tmp_path):
     """A bundle (here with stand-in weights: nothing loads them before a job) brings its
-    preprocessing; a config that changed one of its settings stops at start-up, naming both
-    values, and one that leaves them alone plans prediction without training."""
+    preprocessing, over the shipped config.yaml's; a config that changed one of its settings
+    stops at start-up, naming both values, and one that leaves them alone plans prediction
+    without training."""
     from snakemake.utils import validate
 
     from tumorseg.bundle.manifest import write_manifest
@@ -184,6 +185,7 @@ def test_a_bundle_setting_changed_in_the_config_is_refused_before_any_job(workdi
     trained = yaml.safe_load((workdir / "config/config.yaml").read_text())
     validate(trained, str(workdir / "workflow/schemas/config.schema.yaml"))
     trained["modalities"] = ["flair", "t1", "t1ce", "t2"]
+    trained["preprocess"]["crop"]["size"] = [160, 160]  # config.yaml's 192 gives way
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet/model.keras").write_bytes(b"stand-in")
     write_manifest(tmp_path / "unet", trained, "unet")

@@ -1,6 +1,8 @@
 """Image translation end to end on the tiny demo: T1 -> T2 synthesised on every patient's
 own grid, scored against the baseline and the ceiling; reruns follow the target."""
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -36,6 +38,13 @@ def test_synthetic_t2_lies_on_each_native_grid(translation_run):
         assert np.isfinite(values).all() and values.std() > 0
     target = np.load(wd / f"results/preprocessed/{case}/target.npy", allow_pickle=False)
     assert target.shape == (77, 96, 96) and target.dtype == np.float16
+    # the bundle: the task, its inputs and target, and the card's validation MAE
+    bundle = json.loads((wd / "results/models/unet/bundle.json").read_text())
+    assert bundle["config"]["task"] == "translation"
+    assert bundle["config"]["translation"] == {"inputs": ["t1"], "target": "t2"}
+    per_case = pd.read_csv(wd / "results/metrics/unet/per_case.tsv", sep="\t")
+    val_mae = per_case.loc[per_case["split"] == "val", "mae"].mean()
+    assert bundle["card"]["metrics"]["val"]["image"]["mae"]["mean"] == pytest.approx(val_mae)
 
 
 def test_translation_metrics_against_baseline_and_ceiling(translation_run):

@@ -35,7 +35,12 @@ GIVEN_CONFIG = copy.deepcopy(config)  # as written: the task's defaults fill wha
 validate(config, schema="../schemas/config.schema.yaml")
 apply_task_defaults(config, GIVEN_CONFIG)
 # the default config file, as shipped: a bundle's setting overrides its values, not the user's
-SHIPPED = yaml.safe_load(open(DEFAULT_CONFIG)) if DEFAULT_CONFIG in workflow.configfiles else {}
+LOADED = {str(Path(f).resolve()) for f in workflow.configfiles}
+SHIPPED = (
+    yaml.safe_load(Path(DEFAULT_CONFIG).read_text())
+    if str(Path(DEFAULT_CONFIG).resolve()) in LOADED
+    else {}
+)
 BUNDLES = apply_bundles(config, GIVEN_CONFIG, SHIPPED or {}, "resources/bundles")
 validate(config, schema="../schemas/config.schema.yaml")  # the defaults of a bundle's model
 check_config(config)

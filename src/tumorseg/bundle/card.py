@@ -92,6 +92,8 @@ def metrics_by_region(per_case: pd.DataFrame, roles: pd.DataFrame) -> dict:
     if per_case.empty:
         return {}
     table = per_case.drop(columns=["split"]).merge(roles[["case", "split"]], on="case")
+    if "region" not in table.columns:  # translation: one row per case, the whole image
+        table["region"] = "image"
     out: dict = {}
     for split in ("val", "test"):
         rows = table[table["split"] == split]

@@ -83,9 +83,15 @@ def hardware(gpus: list, threads: int) -> str:
     isa = next((f for f in ("avx512_bf16", "avx512f", "avx2", "neon") if f in flags), "")
     text = f"{cpu}{f' ({isa})' if isa else ''}, {threads} threads"
     if gpus:
-        import tensorflow as tf
-
-        details = [tf.config.experimental.get_device_details(g) for g in gpus]
-        names = [d.get("device_name", g.name) for d, g in zip(details, gpus, strict=True)]
-        text += ", GPUs: " + ", ".join(names)
+        text += ", GPUs: " + ", ".join(_gpu_name(g) for g in gpus)
     return text
+
+
+def _gpu_name(gpu) -> str:
+    """A GPU's model name as TensorFlow reports it, else its device name."""
+    import tensorflow as tf
+
+    try:
+        return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+    except (ValueError, TypeError):  # not a physical device TensorFlow knows
+        return str(getattr(gpu, "name", gpu))
