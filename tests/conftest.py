@@ -28,6 +28,7 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (its hook is not trylast)
 def pytest_collection_modifyitems(config, items):
     """Keep the tests that share a fixture on one worker when the suite runs in parallel
     (pytest-xdist, ``--dist loadgroup``): every test of the tiny run together, wherever it
