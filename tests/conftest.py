@@ -27,13 +27,3 @@ def tiny_run(tmp_path_factory):
     run_snakemake(workdir, "--configfile", "tests/config/tiny.yaml")
     return workdir
 
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (its hook is not trylast)
-def pytest_collection_modifyitems(config, items):
-    """Keep the tests that share a fixture on one worker when the suite runs in parallel
-    (pytest-xdist, ``--dist loadgroup``): every test of the tiny run together, wherever it
-    lives, and each module's other tests together (their module-scoped workflow runs are
-    then made once). Without xdist the marks change nothing."""
-    for item in items:
-        group = "tiny_run" if "tiny_run" in item.fixturenames else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
