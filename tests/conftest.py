@@ -26,4 +26,3 @@ def tiny_run(tmp_path_factory):
     workdir = make_workdir(tmp_path_factory.mktemp("tiny") / "wf")
     run_snakemake(workdir, "--configfile", "tests/config/tiny.yaml")
     return workdir
-
