@@ -171,3 +171,12 @@ def test_a_translation_bundle_reads_its_target_as_the_reference(tmp_path):
     next(case.glob("*-t2w.nii.gz")).unlink()
     sheet, _ = input_sheet([tmp_path / "b23"], data, None)
     assert (sheet["t2"] == "").all()  # predicted, not scored
+
+
+def test_the_output_folder_may_not_lie_in_the_input(bundle, tmp_path, capsys):
+    from tumorseg.bundle.predict_folder import main
+
+    (tmp_path / "in").mkdir()
+    args = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "in/out"), "-m", str(bundle)]
+    assert main(args) == 1
+    assert "the output folder lies inside the input folder" in capsys.readouterr().err

@@ -192,6 +192,11 @@ def _profile(profile: str | None) -> str | None:
 
 def predict_folder(args) -> int:
     out = Path(args.output).resolve()
+    inside = [p for p in args.input if Path(p).is_dir() and out.is_relative_to(Path(p).resolve())]
+    if inside:
+        raise InputError(
+            "the output folder lies inside the input folder; choose another", inside[0]
+        )
     work = out / WORK
     work.mkdir(parents=True, exist_ok=True)
     folder, data = open_bundle(args.model, work / "bundles")
