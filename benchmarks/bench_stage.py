@@ -32,13 +32,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from workflow_helpers import make_workdir, snakemake_bin, write_config  # noqa: E402
+from workflow_helpers import (  # noqa: E402
+    make_workdir,
+    shipped_config,
+    snakemake_bin,
+    write_config,
+)
 
 MODS = ["flair", "t1", "t1ce", "t2"]
 BASE = 5
@@ -68,15 +71,9 @@ def write_sheet(wd: Path, cases: dict[str, str]) -> None:
 
 def write_bundle(folder: Path, settings: dict) -> None:
     """The random model's bundle.json: the shipped config's preprocessing, ``settings``."""
-    from snakemake.utils import validate
-
     from tumorseg.bundle.manifest import write_manifest
 
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    config["models"] = {"unet": settings}
-    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    config["modalities"] = list(MODS)
-    write_manifest(folder, config, "unet")
+    write_manifest(folder, shipped_config(models={"unet": settings}), "unet")
 
 
 def build(wd: Path, args) -> tuple[list[str], str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_helpers import shipped_config
 
 from tumorseg.bundle import archive
 from tumorseg.bundle.manifest import read_manifest, write_manifest
@@ -18,23 +19,8 @@ from tumorseg.bundle.settings import apply_bundles
 from tumorseg.demo.layouts import export
 from tumorseg.errors import InputError
 from tumorseg.io.layouts import LAYOUTS
-from tumorseg.workflow_config import apply_task_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _config(**changes) -> dict:
-    """The shipped config with the schema's defaults, as the workflow holds it."""
-    from snakemake.utils import validate
-
-    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    for key, value in changes.items():
-        config[key] = value
-    given = copy.deepcopy(config)
-    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    apply_task_defaults(config, given)
-    config["modalities"] = config["modalities"] or ["flair", "t1", "t1ce", "t2"]
-    return config
 
 
 def write_bundle(folder: Path, config: dict, name="unet", kind="files") -> Path:
@@ -46,7 +32,9 @@ def write_bundle(folder: Path, config: dict, name="unet", kind="files") -> Path:
 
 @pytest.fixture
 def bundle(tmp_path):
-    trained = _config(preprocess={"crop": {"size": [160, 160]}}, label_convention="brats2017")
+    trained = shipped_config(
+        preprocess={"crop": {"size": [160, 160]}}, label_convention="brats2017"
+    )
     trained["models"]["unet"].update(depth=2, base_filters=4)
     return write_bundle(tmp_path / "unet", trained)
 
@@ -55,7 +43,7 @@ def _apply(bundle, tmp_path, given: dict) -> dict:
     shipped = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     merged = {**copy.deepcopy(shipped), **copy.deepcopy(given)}
     merged["pretrained"] = {"unet": str(bundle)}
-    config = _config(**{k: v for k, v in merged.items() if k in given or k == "pretrained"})
+    config = shipped_config(**{k: v for k, v in merged.items() if k in given or k == "pretrained"})
     apply_bundles(config, {**shipped, **given, "pretrained": merged["pretrained"]}, shipped,
                   tmp_path / "unpacked")  # fmt: skip
     return config

@@ -178,3 +178,23 @@ def run_command(name: str, *args: str, check: bool = True, timeout: int = 1200):
         raise AssertionError(f"{name} {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n"
                              f"{proc.stderr[-8000:]}")  # fmt: skip
     return proc
+
+
+def shipped_config(**changes) -> dict:
+    """``config/config.yaml`` with ``changes`` (top-level keys replaced) as the workflow
+    holds it: the schema's defaults and the task's model defaults filled, the modalities of
+    a BraTS sheet resolved (a bundle's ``bundle.json`` records such a config)."""
+    import copy
+
+    import yaml
+    from snakemake.utils import validate
+
+    from tumorseg.workflow_config import apply_task_defaults
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config.update(changes)
+    given = copy.deepcopy(config)
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    apply_task_defaults(config, given)
+    config["modalities"] = config["modalities"] or ["flair", "t1", "t1ce", "t2"]
+    return config

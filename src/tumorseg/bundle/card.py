@@ -16,12 +16,12 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from tumorseg.bundle.manifest import file_sha256
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.tables import read_json, read_splits, read_tsv, write_json
+from tumorseg.training.data import read_split
 
 log = logging.getLogger("tumorseg.bundle")
 
@@ -67,13 +67,13 @@ def commit(repo: str | Path) -> str:
     return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
-def run_cases(splits: pd.DataFrame, fold) -> pd.DataFrame:
-    """The split table with each case's role for this run: train, val, test or predict."""
-    table = splits.copy()
-    if fold is not None:
-        folds = pd.to_numeric(table["fold"].replace("", "-1")).astype(int)
-        usable = (folds >= 0) & ~table["split"].isin(["test", "predict"])
-        table.loc[usable, "split"] = np.where(folds[usable] == int(fold), "val", "train")
+def run_cases(splits_path: str | Path, fold) -> pd.DataFrame:
+    """The split table with each case's role for this run (train, val, test or predict):
+    a fold's training and validation cases as its training read them."""
+    table = read_splits(splits_path)
+    train, val = read_split(splits_path, fold)
+    table.loc[table["case"].isin(train), "split"] = "train"
+    table.loc[table["case"].isin(val), "split"] = "val"
     return table
 
 
@@ -111,8 +111,7 @@ def metrics_by_region(per_case: pd.DataFrame, roles: pd.DataFrame) -> dict:
 
 
 def card(paths: dict, fold, config_digest: str, repo: str | Path, truth: str) -> dict:
-    splits = read_splits(paths["splits"])
-    roles = run_cases(splits, fold)
+    roles = run_cases(paths["splits"], fold)
     counts = roles.groupby(["split", "scanner"]).size()
     fitted = list(roles.loc[roles["split"].isin(["train", "val"]), "case"])
     per_case = read_tsv(paths["per_case"], "per-case metrics")

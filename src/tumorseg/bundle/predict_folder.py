@@ -20,12 +20,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tumorseg.bundle.settings import open_bundle
+from tumorseg.bundle.settings import open_bundle, same_classes
 from tumorseg.errors import InputError
 from tumorseg.io.layouts import Layout, image_suffix, scan_folder
 from tumorseg.io.sheet import SAFE_ID
 from tumorseg.io.tables import write_tsv
-from tumorseg.tasks.labels import PRESETS, LabelMap, spec_from_config
+from tumorseg.tasks.labels import PRESETS, spec_from_config
 
 WORK = ".tumorseg"  # the workflow's folder inside OUT: sheet, config, results, logs
 #: a case's segmentation in OUT, by the input's layout (``{case}``: its ID)
@@ -111,8 +111,7 @@ def label_convention(data: dict, layout: Layout | None) -> str | None:
     mine = None if layout is None else layout.label_convention
     if mine is None or mine == theirs["convention"] or mine not in PRESETS:
         return None
-    a, b = LabelMap.from_spec(mine), LabelMap.from_spec(theirs)
-    return mine if (a.names, a.regions) == (b.names, b.regions) else None
+    return mine if same_classes(spec_from_config({"label_convention": mine}), theirs) else None
 
 
 def run_config(work: Path, name: str, folder: Path, convention: str | None, args) -> dict:

@@ -59,8 +59,7 @@ def _apply_label_map(config, given, shipped, bundle_cfg: dict, source: str) -> N
     theirs = spec_from_config({"label_convention": "brats2017", **bundle_cfg})
     if any(user_set(k, given, shipped) for k in LABEL_KEYS):
         mine = spec_from_config(config)
-        a, b = LabelMap.from_spec(mine), LabelMap.from_spec(theirs)
-        if mine != theirs and (a.names != b.names or a.regions != b.regions):
+        if not same_classes(mine, theirs):
             raise InputError(
                 f"config label map is {_describe(mine)}, but the model bundle was trained "
                 f"with {_describe(theirs)}: its classes and regions differ; remove "
@@ -71,6 +70,13 @@ def _apply_label_map(config, given, shipped, bundle_cfg: dict, source: str) -> N
     for key in LABEL_KEYS:
         value = get_path(bundle_cfg, key)
         config[key] = {} if value is _MISSING else value
+
+
+def same_classes(a: dict, b: dict) -> bool:
+    """Whether two label-map specs have the same classes and regions (their file values may
+    differ): a model trained with one predicts the other."""
+    ma, mb = LabelMap.from_spec(a), LabelMap.from_spec(b)
+    return (ma.names, ma.regions) == (mb.names, mb.regions)
 
 
 def _describe(spec: dict) -> str:

@@ -43,16 +43,26 @@ def cpu_bf16_flags(cpuinfo: str | Path = "/proc/cpuinfo", environ=None) -> list[
     environ = os.environ if environ is None else environ
     if environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in NO_BF16_ISAS:
         return []
+    flags = cpu_info(cpuinfo)[1]
+    return [f for f in BF16_FLAGS if f in flags]
+
+
+def cpu_info(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """The first CPU's model name and flags in ``cpuinfo`` (``""`` and none where it
+    cannot be read, as on macOS and Windows)."""
     try:
         text = Path(cpuinfo).read_text(errors="replace")
     except OSError:
-        return []
+        return "", set()
+    model, flags = "", None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() == "flags":
             flags = set(value.split())
-            return [f for f in BF16_FLAGS if f in flags]
-    return []
+            break
+    return model, flags or set()
 
 
 def training_policy(asked: bool, gpus: int, cpuinfo: str | Path = "/proc/cpuinfo") -> str | None:

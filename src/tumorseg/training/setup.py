@@ -64,24 +64,19 @@ def precision(settings: dict, gpus: list, deterministic: bool) -> tuple[str | No
 
 
 def hardware(gpus: list, threads: int) -> str:
-    """The machine a job ran on, in one line: CPU model, its widest vector instructions,
-    the job's threads, and the GPUs it saw (for the model card)."""
+    """The machine a job ran on, in one line: CPU model, its widest vector instructions
+    (and oneDNN's cap, where ``ONEDNN_MAX_CPU_ISA`` sets one), the job's threads, and the
+    GPUs it saw (for the model card)."""
     import platform
 
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    cpu = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
+    from tumorseg.training.precision import cpu_info
+
+    model, flags = cpu_info()
     isa = next((f for f in ("avx512_bf16", "avx512f", "avx2", "neon") if f in flags), "")
-    text = f"{cpu}{f' ({isa})' if isa else ''}, {threads} threads"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip()
+    notes = ", ".join(n for n in (isa, cap and f"ONEDNN_MAX_CPU_ISA={cap}") if n)
+    text = f"{model or platform.processor() or platform.machine()}"
+    text += f"{f' ({notes})' if notes else ''}, {threads} threads"
     if gpus:
         text += ", GPUs: " + ", ".join(_gpu_name(g) for g in gpus)
     return text
