@@ -235,6 +235,38 @@ def test_comparison_tie_goes_to_name_order(tmp_path):
     assert set(c.loc[c["selected"], "model"]) == {"alpha"}
 
 
+def test_an_ensemble_is_kept_only_where_it_beats_every_member(tmp_path):
+    """nnU-Net's find_best_configuration: an ensemble of architectures that does not beat
+    each member on validation Dice is not kept, so not selected; a single fold is never
+    selected (it validates on its fold only)."""
+
+    def run(name, dice):
+        return _per_case_table(tmp_path, name, [("v1", "A", "val", dice, dice, dice)])
+
+    paths = {
+        "a": run("a", 0.70),
+        "b": run("b", 0.60),
+        "both": run("both", 0.65),  # between its members: not kept
+        "a.fold0": run("a.fold0", 0.99),
+    }
+    out_c = tmp_path / "c.tsv"
+    summary(paths, str(tmp_path / "s.tsv"), str(out_c), ensembles={"both": ["a", "b"]})
+    c = pd.read_csv(out_c, sep="\t", keep_default_na=False).drop_duplicates("model")
+    c = c.set_index("model")
+    assert c.loc["both", "members"] == "a,b" and c.loc["a", "members"] == ""
+    assert c["kept"].astype(str).to_dict() == {
+        "a": "True",
+        "a.fold0": "True",
+        "b": "True",
+        "both": "False",
+    }
+    assert c.index[c["selected"].astype(str) == "True"].tolist() == ["a"]
+    paths["both"] = run("both", 0.75)  # beats both members: kept and selected
+    summary(paths, str(tmp_path / "s.tsv"), str(out_c), ensembles={"both": ["a", "b"]})
+    c = pd.read_csv(out_c, sep="\t").drop_duplicates("model").set_index("model")
+    assert bool(c.loc["both", "kept"]) and c.index[c["selected"]].tolist() == ["both"]
+
+
 def test_comparison_without_validation(tmp_path):
     path = _per_case_table(tmp_path, "m", [("t1", "A", "test", 0.5, 0.4, 0.3)])
     out_c = tmp_path / "c.tsv"

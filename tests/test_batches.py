@@ -215,6 +215,51 @@ def test_a_batch_writes_what_one_case_jobs_write(three_cases, tmp_path, threads)
         assert f"case {case}: predicted in" in (tmp_path / f"{case}.log").read_text()
 
 
+def test_an_ensemble_of_one_model_twice_writes_the_models_prediction(three_cases, tmp_path):
+    """An ensemble whose members are the same model (two folds, and a test case predicted by
+    both) writes the single model's segmentation and probabilities, on the native grid; a
+    case of fold 1 is predicted by fold 1's member only (out of fold)."""
+    from tumorseg.inference.batch import predict_batch
+
+    _, cases, model = three_cases
+    members = [
+        {"name": "unet", "fold": k, "path": model, "windows": None, "mirror": []} for k in (0, 1)
+    ]
+
+    def jobs(tag):
+        return [
+            {
+                "case": case,
+                "image_npy": out["image.npy"],
+                "geometry_json": out["geometry.json"],
+                "reference": paths["flair"],
+                "out_seg": str(tmp_path / f"{tag}_{case}_seg.nii.gz"),
+                "out_probs": str(tmp_path / f"{tag}_{case}_probs.nii.gz"),
+                "out_uncertainty": str(tmp_path / f"{tag}_{case}_entropy.nii.gz"),
+            }
+            for case, paths, out in cases
+        ]
+
+    logs = {c: str(tmp_path / f"{c}.log") for c, _, _ in cases}
+    predict_batch(jobs("one"), model, "brats2017", 16, threads=1)
+    folds = {"b1": -1, "b2": 1, "b3": 0}
+    predict_batch(jobs("ens"), members, "brats2017", 16, threads=1, folds=folds, case_logs=logs)
+    for case, paths, _ in cases:
+        one = nib.load(tmp_path / f"one_{case}_seg.nii.gz")
+        ens = nib.load(tmp_path / f"ens_{case}_seg.nii.gz")
+        assert np.array_equal(np.asarray(one.dataobj), np.asarray(ens.dataobj))
+        ref = nib.load(paths["flair"])
+        assert ens.shape == ref.shape and np.allclose(ens.affine, ref.affine, atol=1e-4)
+        p_one = nib.load(tmp_path / f"one_{case}_probs.nii.gz").get_fdata()
+        p_ens = nib.load(tmp_path / f"ens_{case}_probs.nii.gz").get_fdata()
+        np.testing.assert_allclose(p_ens, p_one, atol=1e-6)
+        entropy = nib.load(tmp_path / f"ens_{case}_entropy.nii.gz")
+        assert entropy.shape == ref.shape and np.allclose(entropy.affine, ref.affine, atol=1e-4)
+    log = (tmp_path / "b2.log").read_text()
+    assert log.count(model) == 1  # fold 1's member alone
+    assert (tmp_path / "b1.log").read_text().count(model) == 2
+
+
 def test_a_bad_case_in_a_batch_names_itself_and_the_others_are_written(three_cases, tmp_path):
     from tumorseg.inference.batch import predict_batch
 

@@ -8,7 +8,13 @@ from snakemake.utils import validate
 
 from tumorseg.errors import InputError
 from tumorseg.schema_doc import render
-from tumorseg.workflow_config import check_config, model_runs
+from tumorseg.workflow_config import (
+    check_config,
+    ensemble_members,
+    ensemble_runs,
+    member_runs,
+    model_runs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -53,7 +59,6 @@ def test_defaults_are_filled_for_models():
         {"models": {"m": {"unknown_key": 1}}},
         {"split": {"cv_folds": 1}},
         {"preprocess": {"crop": {"size": [192]}}},
-        {"predict": {"uncertainty": True}},  # nothing to average without tta: mirror
         {"predict": {"tta": "rotate"}},
         {"evaluation": {"lesion_wise": "glioma"}},
     ],
@@ -68,6 +73,9 @@ def test_checks_beyond_the_schema():
         check_config(load({"split": {"ratios": {"train": 0.5, "val": 0.2, "test": 0.2}}}))
     with pytest.raises(InputError, match="larger than the canonical grid"):
         check_config(load({"preprocess": {"crop": {"size": [300, 192]}}}))
+    with pytest.raises(InputError, match="uncertainty needs several predictions"):
+        check_config(load({"predict": {"uncertainty": True}}))  # nothing averaged
+    check_config(load({"predict": {"uncertainty": True}, "split": {"cv_folds": 2}}))
     with pytest.raises(InputError, match="pretrained names models not in `models`"):
         check_config(load({"pretrained": {"other": "x.keras"}}))
 
@@ -78,6 +86,35 @@ def test_model_runs_with_folds():
     )
     assert list(model_runs(config)) == [f"{m}.fold{k}" for m in ("unet", "cnn") for k in range(3)]
     assert model_runs(config)["cnn.fold2"] == ("cnn", 2)
+    assert ensemble_runs(config) == {"unet.ensemble": ["unet"], "cnn.ensemble": ["cnn"]}
+    assert ensemble_members(config, ["cnn"]) == [("cnn", f"cnn.fold{k}", k) for k in range(3)]
+
+
+def test_ensembles_of_architectures():
+    """`ensembles` entries average their members (each the average of its folds); an
+    ensemble competes with each member's fold ensemble, or its run without folds."""
+    models = {"unet": {}, "unet3d": {"architecture": "unet3d"}}
+    config = load({"models": models, "ensembles": {"both": ["unet", "unet3d"]}})
+    check_config(config)
+    assert ensemble_runs(config) == {"both": ["unet", "unet3d"]}
+    assert ensemble_members(config, ["unet", "unet3d"]) == [
+        ("unet", "unet", None),
+        ("unet3d", "unet3d", None),
+    ]
+    assert member_runs(config, ["unet", "unet3d"]) == ["unet", "unet3d"]
+    config = load(
+        {"models": models, "ensembles": {"both": ["unet", "unet3d"]}, "split": {"cv_folds": 2}}
+    )
+    assert list(ensemble_runs(config)) == ["unet.ensemble", "unet3d.ensemble", "both"]
+    assert member_runs(config, ["unet", "unet3d"]) == ["unet.ensemble", "unet3d.ensemble"]
+    assert len(ensemble_members(config, ["unet", "unet3d"])) == 4
+    for ensembles, message in (
+        ({"unet": ["unet", "unet3d"]}, "already a model's"),
+        ({"e": ["unet", "other"]}, "not in `models`"),
+        ({"e": ["unet", "unet"]}, "two or more different"),
+    ):
+        with pytest.raises(InputError, match=message):
+            check_config(load({"models": models, "ensembles": ensembles}))
 
 
 @pytest.mark.parametrize(

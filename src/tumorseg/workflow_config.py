@@ -95,6 +95,13 @@ def check_config(config: dict) -> None:
             f"(it is {config['label_convention']})"
         )
     labels.check_spec(labels.spec_from_config(config))
+    check_ensembles(config)
+    if config["predict"]["uncertainty"] and config["predict"]["tta"] == "none":
+        if not ensemble_runs(config):
+            raise InputError(
+                "config predict.uncertainty needs several predictions to average: set "
+                "predict.tta: mirror, or split.cv_folds >= 2 or `ensembles` for an ensemble"
+            )
     unknown = sorted(set(config["pretrained"]) - set(config["models"]))
     if unknown:
         raise InputError(f"config pretrained names models not in `models`: {unknown}")
@@ -118,6 +125,59 @@ def model_runs(config: dict) -> dict[str, tuple[str, int | None]]:
         else:
             runs[name] = (name, None)
     return runs
+
+
+#: the suffix of a model's fold ensemble run (``unet.ensemble``)
+ENSEMBLE_SUFFIX = ".ensemble"
+
+
+def ensemble_runs(config: dict) -> dict[str, list[str]]:
+    """Ensemble run -> the model names it averages. With ``split.cv_folds >= 2`` each trained
+    segmentation model gets a fold ensemble ``<model>.ensemble`` (its k fold models); every
+    entry of ``ensembles`` (an ensemble of architectures) averages its member models, each
+    itself the average of its folds where it has folds. Translation has no ensembles."""
+    if config.get("task", "segmentation") == "translation":
+        return {}
+    runs = {}
+    if config["split"]["cv_folds"] >= 2:
+        for name in config["models"]:
+            if name not in config["pretrained"]:
+                runs[f"{name}{ENSEMBLE_SUFFIX}"] = [name]
+    runs.update({name: list(members) for name, members in config["ensembles"].items()})
+    return runs
+
+
+def ensemble_members(config: dict, members: list[str]) -> list[tuple[str, str, int | None]]:
+    """``(model name, run, fold)`` of every model an ensemble of ``members`` loads: a model's
+    k fold runs where it has folds (each predicts its own validation fold out of fold), else
+    its one run."""
+    runs = model_runs(config)
+    return [(name, run, fold) for name in members for run, (n, fold) in runs.items() if n == name]
+
+
+def member_runs(config: dict, members: list[str]) -> list[str]:
+    """The prediction runs an ensemble of architectures competes with: each member's fold
+    ensemble where it has folds, else its run."""
+    ensembles = ensemble_runs(config)
+    return [
+        f"{name}{ENSEMBLE_SUFFIX}" if f"{name}{ENSEMBLE_SUFFIX}" in ensembles else name
+        for name in members
+    ]
+
+
+def check_ensembles(config: dict) -> None:
+    """``ensembles``: names of their own, two or more known members, segmentation only."""
+    for name, members in config["ensembles"].items():
+        where = f"config ensembles.{name}"
+        if config.get("task", "segmentation") == "translation":
+            raise InputError(f"{where}: ensembles average class probabilities (segmentation)")
+        if name in config["models"]:
+            raise InputError(f"{where}: the name is already a model's; give it another")
+        unknown = [m for m in members if m not in config["models"]]
+        if unknown:
+            raise InputError(f"{where} names models not in `models`: {unknown}")
+        if len(set(members)) < 2:
+            raise InputError(f"{where} needs two or more different models, got {members}")
 
 
 def demo_sheet(config: dict) -> pd.DataFrame:

@@ -41,6 +41,7 @@ rule aggregate:
     params:
         **AGGREGATE["params"],
         overlay_cases=LABELLED,
+        validation_fold=validation_fold,
         code=CODE[Path(AGGREGATE["script"]).stem],
     script:
         AGGREGATE["script"]
@@ -48,7 +49,7 @@ rule aggregate:
 
 rule summarise:
     input:
-        expand("results/metrics/{model}/per_case.tsv", model=list(RUNS)),
+        expand("results/metrics/{model}/per_case.tsv", model=PREDICTED),
     output:
         summary=report(
             "results/metrics/summary.tsv",
@@ -66,7 +67,8 @@ rule summarise:
     conda:
         "../../envs/imaging.yaml"
     params:
-        models=list(RUNS),
+        models=PREDICTED,
+        ensembles=compared_members(),
         code=CODE[Path(AGGREGATE["summarise"]).stem],
     script:
         AGGREGATE["summarise"]

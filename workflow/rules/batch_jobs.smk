@@ -24,7 +24,7 @@ def predict_jobs(run, cases):
             "reference": reference_of(c),
             "out_seg": PRED.format(model=run, case=c),
             **({"out_probs": PROBS.format(model=run, case=c)} if SAVE_PROBS else {}),
-            **({"out_uncertainty": ENTROPY.format(model=run, case=c)} if UNCERTAINTY else {}),
+            **({"out_uncertainty": ENTROPY.format(model=run, case=c)} if averages(run) else {}),
         }
         for c in cases
     ]

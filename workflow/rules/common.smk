@@ -25,6 +25,9 @@ from tumorseg.resources import RUNTIME_KEYS  # noqa: E402
 from tumorseg.workflow_config import (  # noqa: E402
     apply_task_defaults,
     check_config,
+    ensemble_members,
+    ensemble_runs,
+    member_runs,
     model_runs,
     preprocess_settings,
     sample_table,
@@ -75,6 +78,9 @@ CEILING = "results/ceiling/{case}" + (f"_{TARGET}.nii.gz" if TRANSLATION else "_
 # the demo writes the target too when it is synthesised
 DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANSLATION else [])]))
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
+# ensemble run -> the model names it averages (fold ensembles, `ensembles`)
+ENSEMBLES = ensemble_runs(config)
+PREDICTED = [*RUNS, *ENSEMBLES]  # every run that predicts, is scored and compared
 # predict.batches: auto becomes a number here, from the cases and (in a local run) the cores
 if config["predict"]["batches"] == "auto":
     # the cores a local run can use at once: --cores, at most the machine's
@@ -99,7 +105,7 @@ CODE = script_digests(
 
 wildcard_constraints:
     case=r"[A-Za-z0-9_-]+",
-    model=r"[A-Za-z][A-Za-z0-9_]*(\.fold[0-9]+)?",
+    model=r"[A-Za-z][A-Za-z0-9_]*(\.fold[0-9]+|\.ensemble)?",
 
 
 def case_images(wildcards):
@@ -121,7 +127,7 @@ def reference_of(case):
 def run_batches(cases):
     """(model run, batch number, its cases) of every batch job (config predict.batches)."""
     batches = assign_batches(cases, config["predict"]["batches"])
-    return [(run, b, members) for run in RUNS for b, members in batches.items()]
+    return [(run, b, members) for run in PREDICTED for b, members in batches.items()]
 
 
 def batch_rule(step, run, batch):
@@ -148,8 +154,40 @@ def model_file(wildcards):
 
 
 def model_file_of(run):
+    """A run's model file, or an ensemble run's model files (those of its members)."""
+    if run in ENSEMBLES:
+        return [model_file_of(member) for _, member, _ in ensemble_members(config, ENSEMBLES[run])]
     name, _ = RUNS[run]
     return config["pretrained"].get(name, f"results/models/{run}/model.keras")
+
+
+def members_of(run):
+    """An ensemble run's members (in the order of model_file_of) as the predict job takes
+    them: model name, fold, sliding window and mirrored axes; None for a single model."""
+    if run not in ENSEMBLES:
+        return None
+    return [
+        {"name": name, "fold": fold, "windows": windows_of(member), "mirror": mirror_of(member)}
+        for name, member, fold in ensemble_members(config, ENSEMBLES[run])
+    ]
+
+
+def validation_fold(wildcards):
+    """Which cases a run's scores count as validation (aggregate): a fold run's own fold,
+    all cases of the folds for an ensemble with folds (out of fold); None: the split's."""
+    run = wildcards.model
+    if run in RUNS:
+        return RUNS[run][1]
+    return "all" if config["split"]["cv_folds"] >= 2 else None
+
+
+def compared_members():
+    """Each ensemble of architectures -> the runs it must beat on validation (comparison)."""
+    return {
+        run: member_runs(config, members)
+        for run, members in ENSEMBLES.items()
+        if run in config["ensembles"]
+    }
 
 
 def model_settings(wildcards):
@@ -165,19 +203,27 @@ def all_targets():
         "results/metrics/comparison.tsv",
     ]
     targets += expand("results/preprocessed/{case}/qc.png", case=CASES)
-    for run, (name, _) in RUNS.items():
-        if name not in config["pretrained"]:
+    for run in PREDICTED:
+        if run in RUNS and RUNS[run][0] not in config["pretrained"]:
             targets.append(f"results/models/{run}/bundle.json")
         targets += expand(PRED, model=run, case=CASES)
         # optional outputs of the predict jobs, requested so that turning one on runs them
         targets += expand(PROBS, model=run, case=CASES) if SAVE_PROBS else []
-        targets += expand(ENTROPY, model=run, case=CASES) if UNCERTAINTY else []
+        targets += expand(ENTROPY, model=run, case=CASES) if averages(run) else []
         targets += expand(
             "results/metrics/{model}/{name}",
             model=run,
             name=["per_case.tsv", "boxplots.png", "overlays.png"],
         )
     return targets
+
+
+def averages(run):
+    """Whether a run writes an entropy map (predict.uncertainty): where it averages several
+    predictions (an ensemble, or test-time mirroring)."""
+    if not UNCERTAINTY:
+        return False
+    return run in ENSEMBLES or bool(mirror_of(run))
 
 
 def bundle_manifest(wildcards):

@@ -75,9 +75,7 @@ AGGREGATE = {
     "script": "../scripts/aggregate.py",
     "summarise": "../scripts/summarise.py",
     # the entropy maps (predict.uncertainty) join the overlay pictures
-    "inputs": (
-        {"uncertainties": expand(ENTROPY, model="{model}", case=LABELLED)} if UNCERTAINTY else {}
-    ),
+    "inputs": {"uncertainties": uncertainty_maps} if UNCERTAINTY else {},
     "params": {"labels": LABELS},
     "overlays": ("overlays.rst", "overlays"),
     "comparison": "comparison.rst",

@@ -12,15 +12,19 @@ def train_runtime(wildcards):
 
 def windows_of(run):
     """The sliding window (`predict.overlap`, `predict.gaussian`) of a 3D model run: its
-    prediction and the validation that picks its best epoch use it; None for 2D."""
-    if config["models"][RUNS[run][0]]["architecture"] != "unet3d":
+    prediction and the validation that picks its best epoch use it; None for 2D (and for
+    an ensemble, whose members have their own)."""
+    if run in ENSEMBLES or config["models"][RUNS[run][0]]["architecture"] != "unet3d":
         return None
     return {k: config["predict"][k] for k in ("overlap", "gaussian")}
 
 
 def mirror_of(run):
     """The batch axes a segmentation run's prediction mirrors (`predict.tta: mirror`): the
-    axes its training augmentation flipped (`augment.flip`), else none."""
+    axes its training augmentation flipped (`augment.flip`), else none (an ensemble's
+    members have their own)."""
+    if run in ENSEMBLES:
+        return []
     augment = config["models"][RUNS[run][0]].get("augment", {})
     return list(mirror_axes(config["predict"]["tta"], augment))
 
@@ -54,3 +58,10 @@ def demo_session(wildcards):
 def demo_outdir(wildcards, output):
     """The demo dataset's folder (that of the case folders)."""
     return str(Path(output.seg).parents[1])
+
+
+def uncertainty_maps(wildcards):
+    """The entropy maps of a run's labelled cases (where it writes them) for its overlays."""
+    return (
+        expand(ENTROPY, model=wildcards.model, case=LABELLED) if averages(wildcards.model) else []
+    )

@@ -10,13 +10,15 @@ for run, batch, cases in run_batches(CASES):
         name:
             batch_rule("predict", run, batch)
         input:
+            **({"splits": "results/splits/splits.tsv"} if run in ENSEMBLES else {}),
             model=model_file_of(run),
+            # an ensemble predicts a case of fold f with the fold-f models (out of fold)
             images=column(jobs, "image_npy"),
             geometries=column(jobs, "geometry_json"),
             references=column(jobs, "reference"),
         output:
             **({"probs": column(jobs, "out_probs")} if SAVE_PROBS else {}),
-            **({"uncertainty": column(jobs, "out_uncertainty")} if UNCERTAINTY else {}),
+            **({"uncertainty": column(jobs, "out_uncertainty")} if averages(run) else {}),
             seg=(
                 [directory(p) for p in column(jobs, "out_seg")]
                 if STACKS
@@ -40,6 +42,7 @@ for run, batch, cases in run_batches(CASES):
             batch_size=config["predict"]["batch_size"],
             windows=windows_of(run),
             mirror=mirror_of(run),
+            members=members_of(run),
             code=CODE["predict"],
         script:
             "../scripts/predict.py"

@@ -16,6 +16,7 @@ run_step(
     boxplots_out=snakemake.output.boxplots,
     overlays_out=snakemake.output.overlays,
     model=snakemake.wildcards.model,
+    validation_fold=snakemake.params.validation_fold,
     labels=snakemake.params.labels,
     overlay_cases=snakemake.params.overlay_cases,
     images=snakemake.input.get("images", []),

@@ -19,6 +19,7 @@ run_step(
     boxplots_out=snakemake.output.boxplots,
     overlays_out=snakemake.output.overlays,
     model=snakemake.wildcards.model,
+    validation_fold=snakemake.params.validation_fold,
     cases=snakemake.params.overlay_cases,
     images=list(inp.images),
     targets=list(inp.refs),

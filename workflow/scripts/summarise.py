@@ -14,4 +14,5 @@ run_step(
     per_case_tsvs=dict(zip(snakemake.params.models, list(snakemake.input), strict=True)),
     out_summary=snakemake.output.summary,
     out_comparison=snakemake.output.comparison,
+    ensembles=snakemake.params.ensembles,
 )

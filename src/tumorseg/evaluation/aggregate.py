@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from tumorseg.evaluation.lesions import LESION_COLUMNS
 from tumorseg.evaluation.segmentation import CASE_COLUMNS, COUNTS, METRICS
 from tumorseg.evaluation.summary import describe, summarise_runs
 from tumorseg.evaluation.views import overlay_view
-from tumorseg.io.tables import read_splits, read_tsv, write_tsv
+from tumorseg.io.tables import read_run_splits, read_tsv, write_tsv
 from tumorseg.names import ALL, PREDICT, in_split_order
 from tumorseg.report import figures
 from tumorseg.tasks.labels import as_label_map
@@ -70,14 +71,19 @@ def _regions(table: pd.DataFrame) -> list[str]:
 
 
 def per_case(
-    case_tsvs: list[str], splits_tsv: str, out_path: str, regions=REGION_ORDER
+    case_tsvs: list[str],
+    splits_tsv: str,
+    out_path: str,
+    regions=REGION_ORDER,
+    validation_fold: int | str | None = None,
 ) -> pd.DataFrame:
     """Concatenate one run's per-case metric TSVs, add ``subject``, ``scanner`` and ``split``
     from ``splits_tsv`` and write ``out_path`` (columns :data:`PER_CASE_COLUMNS` first, then
     any extra ones such as ``ceiling_hd95`` or ``fold``). Rows are sorted by case and region
     (in ``regions`` order: the label map's, WT, TC, ET for BraTS). No TSVs gives a table with
-    the header only."""
-    splits = read_splits(splits_tsv)
+    the header only. ``validation_fold``: which cross-validation cases the run validates on
+    (:func:`tumorseg.io.tables.read_run_splits`)."""
+    splits = read_run_splits(splits_tsv, validation_fold)
     frames = []
     for path in case_tsvs:
         df = read_tsv(path, "per-case metrics")
@@ -142,15 +148,22 @@ def summarise_table(table: pd.DataFrame, model: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
-def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def compare(tables: dict[str, pd.DataFrame], ensembles: dict[str, list[str]] | None = None):
     """One row per run and region: the means of :data:`COMPARED` on val and test (Dice, both
     HD95s, ceiling Dice, and the lesion-wise Dice and HD95 where a run has them), case
-    counts, the run's validation score and whether it is the selected run.
+    counts, the run's validation score, whether it is kept and whether it is selected.
 
-    The selected run is the one with the best ``val_score`` (mean over regions of the mean
-    validation Dice); ties go to the first name in sorted order. Test scores are reported
-    only, never used. Without any validation cases no run is selected.
+    ``val_score`` is the mean over regions of the mean validation Dice (a fold run's: on
+    its own fold; an ensemble's with folds: out of fold, on every fold's cases). An ensemble
+    of architectures (``ensembles``: run -> the runs it competes with, its ``members``) is
+    ``kept`` only where its score beats every member's, as nnU-Net's
+    ``find_best_configuration`` keeps an ensemble; other runs are kept.
+
+    The selected run is the kept run, not a single fold (its validation is one fold), with
+    the best ``val_score``; ties go to the first name in sorted order. Test scores are
+    reported only, never used. Without any validation cases no run is selected.
     """
+    ensembles = ensembles or {}
     rows = []
     present = {m for table in tables.values() for m in COMPARED if m in table.columns}
     metrics = [m for m in COMPARED if m in present or m in ("dice", "ceiling_dice")]
@@ -181,16 +194,22 @@ def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         "n_test",
         *(f"test_{m}" for m in metrics),
         "val_score",
+        "members",
+        "kept",
         "selected",
     ]
     out = pd.DataFrame(rows)
     if out.empty:
         return pd.DataFrame(columns=columns)
-    scores = out.drop_duplicates("model").set_index("model")["val_score"].dropna()
+    scores = out.drop_duplicates("model").set_index("model")["val_score"]
+    out["members"] = out["model"].map(lambda m: ",".join(ensembles.get(m, [])))
+    kept = {m: _beats_members(m, scores, ensembles.get(m, [])) for m in scores.index}
+    out["kept"] = out["model"].map(kept)
+    eligible = scores[[kept[m] and not FOLD_RUN.search(m) for m in scores.index]].dropna()
     selected = None
-    if len(scores):
-        best = scores.max()
-        selected = sorted(scores.index[scores == best])[0]
+    if len(eligible):
+        best = eligible.max()
+        selected = sorted(eligible.index[eligible == best])[0]
         log.info("selected run %s (mean validation Dice %.4f)", selected, best)
     else:
         log.warning("no validation cases in any run: no run is selected")
@@ -198,19 +217,46 @@ def compare(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return out[columns]
 
 
-def summary(per_case_tsvs: dict[str, str], out_summary: str, out_comparison: str) -> None:
+#: a cross-validation fold's run name (``unet.fold2``)
+FOLD_RUN = re.compile(r"\.fold[0-9]+$")
+
+
+def _beats_members(model: str, scores: pd.Series, members: list[str]) -> bool:
+    """Whether an ensemble's validation score beats every member's (True for a run that is
+    not an ensemble of architectures); a member without a score cannot be beaten."""
+    if not members:
+        return True
+    own = scores.get(model, np.nan)
+    theirs = [scores.get(m, np.nan) for m in members]
+    if np.isnan(own) or any(np.isnan(t) for t in theirs):
+        return False
+    beaten = all(own > t for t in theirs)
+    log.info(
+        "ensemble %s (%.4f) %s its members %s", model, own,
+        "beats" if beaten else "does not beat", dict(zip(members, theirs, strict=True)),
+    )  # fmt: skip
+    return beaten
+
+
+def summary(
+    per_case_tsvs: dict[str, str],
+    out_summary: str,
+    out_comparison: str,
+    ensembles: dict[str, list[str]] | None = None,
+) -> None:
     """Summarise several runs' ``per_case.tsv`` files (``{run name: path}``).
 
     ``out_summary`` (long format, :data:`SUMMARY_COLUMNS`): per run, split, scanner (plus
     ``(all)``), region and metric the number of cases and the mean, sample standard deviation
     (ddof=1; empty for a single case), median and quartiles (linear interpolation).
-    ``out_comparison``: see :func:`compare`; selection uses validation scores only.
+    ``out_comparison``: see :func:`compare` (``ensembles``: each ensemble of architectures
+    and the runs it must beat); selection uses validation scores only.
     """
     summarise_runs(
         per_case_tsvs,
         ("case", "scanner", "split", "region", "dice"),
         summarise_table,
-        compare,
+        lambda tables: compare(tables, ensembles),
         SUMMARY_COLUMNS,
         out_summary,
         out_comparison,
@@ -274,6 +320,7 @@ def aggregate_run(
     preds: list[str],
     split: str = "test",
     uncertainties: list[str] | None = None,
+    validation_fold: int | str | None = None,
 ) -> None:
     """Everything of rule ``aggregate`` for one run: per-case table, box plots, overlays.
 
@@ -290,7 +337,8 @@ def aggregate_run(
             f"images, {len(refs)} references, {len(preds)} predictions, "
             f"{len(uncertainties)} uncertainty maps"
         )
-    per_case(case_tsvs, splits_tsv, per_case_out, as_label_map(labels).region_names)
+    regions = as_label_map(labels).region_names
+    per_case(case_tsvs, splits_tsv, per_case_out, regions, validation_fold)
     plot_boxplots(per_case_out, boxplots_out, model)
     cases = {
         case: {"image": image, "ref": ref, "pred": pred}

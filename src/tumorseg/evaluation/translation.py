@@ -37,7 +37,7 @@ from tumorseg.evaluation.summary import describe, summarise_runs
 from tumorseg.evaluation.views import load_translation_case, translation_panels
 from tumorseg.io.grid import Grid
 from tumorseg.io.images import check_same_grid, read_image
-from tumorseg.io.tables import read_splits, read_tsv, write_tsv
+from tumorseg.io.tables import read_run_splits, read_tsv, write_tsv
 from tumorseg.names import ALL, in_split_order
 from tumorseg.preprocessing.brainmask import mask_of
 from tumorseg.report import figures
@@ -204,13 +204,20 @@ def _read_case_tsv(path: str) -> pd.DataFrame:
     return df
 
 
-def per_case_translation(case_tsvs: list[str], splits_tsv: str, out_path: str) -> pd.DataFrame:
+def per_case_translation(
+    case_tsvs: list[str],
+    splits_tsv: str,
+    out_path: str,
+    validation_fold: int | str | None = None,
+) -> pd.DataFrame:
     """Concatenate one run's case TSVs, add ``subject``, ``scanner``, ``split`` (and
     ``fold``) from ``splits_tsv``, write ``out_path``: :data:`PER_CASE_COLUMNS` first, then
-    the rest; one row per case, sorted by case. No TSVs gives the header only."""
+    the rest; one row per case, sorted by case. No TSVs gives the header only.
+    ``validation_fold``: which cross-validation cases the run validates on
+    (:func:`tumorseg.io.tables.read_run_splits`)."""
     if isinstance(case_tsvs, str | Path):
         case_tsvs = [str(case_tsvs)]
-    splits = read_splits(splits_tsv)
+    splits = read_run_splits(splits_tsv, validation_fold)
     frames = [_read_case_tsv(p) for p in case_tsvs]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CASE_COLUMNS)
     dups = sorted(table.loc[table["case"].duplicated(), "case"].unique())
@@ -342,6 +349,7 @@ def aggregate_translation_run(
     targets: list[str],
     preds: list[str],
     geometries: list[str],
+    validation_fold: int | str | None = None,
 ) -> None:
     """Everything of rule ``aggregate`` for one translation run: the per-case table, the
     box plots and the input | synthetic | real | error pictures. ``images`` (the first
@@ -349,7 +357,7 @@ def aggregate_translation_run(
     lists = (cases, images, targets, preds, geometries)
     if len({len(x) for x in lists}) != 1:
         raise InputError(f"picture inputs are not aligned: {[len(x) for x in lists]} files")
-    per_case_translation(case_tsvs, splits_tsv, per_case_out)
+    per_case_translation(case_tsvs, splits_tsv, per_case_out, validation_fold)
     plot_translation_boxplots(per_case_out, boxplots_out, model)
     files = {
         case: {"input": image, "pred": pred, "target": target, "geometry": geometry}

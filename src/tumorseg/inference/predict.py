@@ -81,14 +81,21 @@ def forward_case(
     """The model's half of a prediction: the checked geometry record and the class
     probabilities on the preprocessed grid (averaged over ``mirror`` images), with the
     seconds spent."""
+    record, image, times = read_case(case, image_npy, geometry_json, reference)
+    t1 = time.perf_counter()
+    probs = predict_probabilities(model, image, batch_size, windows, mirror)
+    times["model"] = time.perf_counter() - t1
+    return {"record": record, "probs": probs, "times": times}
+
+
+def read_case(case: str, image_npy: str, geometry_json: str, reference: str):
+    """A preprocessed case's geometry record (checked against its native reference) and
+    its image array (memory-mapped), with the seconds spent reading."""
     t0 = time.perf_counter()
     record = load_geometry(geometry_json)
     native_reference(reference, case, record)
     image = np.load(image_npy, mmap_mode="r", allow_pickle=False)
-    t1 = time.perf_counter()
-    probs = predict_probabilities(model, image, batch_size, windows, mirror)
-    times = {"read": t1 - t0, "model": time.perf_counter() - t1}
-    return {"record": record, "probs": probs, "times": times}
+    return record, image, {"read": time.perf_counter() - t0}
 
 
 def predict_case(

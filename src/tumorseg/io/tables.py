@@ -79,3 +79,31 @@ def read_splits(splits_tsv: str | Path) -> pd.DataFrame:
     if dups:
         raise InputError(f"split table lists cases more than once: {dups}", path=splits_tsv)
     return splits
+
+
+def read_folds(splits_tsv: str | Path) -> dict[str, int]:
+    """Each case's cross-validation fold from the split table (-1 for test and predict
+    rows, and for every row of a table without folds)."""
+    splits = read_splits(splits_tsv)
+    if "fold" not in splits.columns:
+        return dict.fromkeys(splits["case"], -1)
+    try:
+        folds = splits["fold"].replace("", "-1").astype(int)
+    except ValueError:
+        raise InputError("the `fold` column holds non-integers", path=splits_tsv) from None
+    return dict(zip(splits["case"], folds.tolist(), strict=True))
+
+
+def read_run_splits(splits_tsv: str | Path, validation_fold: int | str | None = None):
+    """The split table as one run's scores see it. With cross-validation every training
+    case is ``train``; a fold run validates on its own fold (``validation_fold`` j: the rows
+    of fold j become ``val``) and an ensemble predicts every fold's cases out of fold
+    (``"all"``: every row of a fold becomes ``val``). ``None`` keeps the table's splits."""
+    splits = read_splits(splits_tsv)
+    if validation_fold is None:
+        return splits
+    folds = read_folds(splits_tsv)
+    fold = splits["case"].map(folds)
+    validates = fold >= 0 if validation_fold == "all" else fold == int(validation_fold)
+    splits.loc[validates, "split"] = "val"
+    return splits
