@@ -26,6 +26,7 @@ else:
 
     include: "workflow/rules/predict.smk"
     include: "workflow/rules/evaluate.smk"
+    include: "workflow/rules/postprocess.smk"
 
 
 include: "workflow/rules/aggregate.smk"

@@ -248,6 +248,7 @@ def test_an_ensemble_is_kept_only_where_it_beats_every_member(tmp_path):
         "b": run("b", 0.60),
         "both": run("both", 0.65),  # between its members: not kept
         "a.fold0": run("a.fold0", 0.99),
+        "a.fold0.pp": run("a.fold0.pp", 0.995),
     }
     out_c = tmp_path / "c.tsv"
     summary(paths, str(tmp_path / "s.tsv"), str(out_c), ensembles={"both": ["a", "b"]})
@@ -257,6 +258,7 @@ def test_an_ensemble_is_kept_only_where_it_beats_every_member(tmp_path):
     assert c["kept"].astype(str).to_dict() == {
         "a": "True",
         "a.fold0": "True",
+        "a.fold0.pp": "True",
         "b": "True",
         "both": "False",
     }

@@ -68,7 +68,7 @@ def test_digest_changes_with_the_code_a_script_runs_only(tmp_path):
     metrics.write_text(text + "\nEDITED = 1\n")
     after = script_digests(scripts, src)
     changed = {name for name in before if before[name] != after[name]}
-    assert changed == {"evaluate", "aggregate", "summarise"}
+    assert changed == {"evaluate", "aggregate", "summarise", "choose_postprocessing", "postprocess"}
     # a new module counts once a script imports it
     (src / "tumorseg" / "extra.py").write_text("X = 1\n")
     assert script_digests(scripts, src) == after

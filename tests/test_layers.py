@@ -36,6 +36,7 @@ FLOORS = [
     {"preprocessing", "splitting"},
     {"training", "evaluation"},
     {"inference"},
+    {"postprocessing"},
     {"demo", "bundle"},
     {"workflow_config"},
 ]
@@ -135,8 +136,8 @@ def _package(tmp_path: Path, files: dict[str, str]) -> Path:
             "tumorseg.errors imports tumorseg.io.tables: upwards",
         ),
         (  # a new folder nobody placed
-            {"postprocessing/cc.py": "X = 1\n"},
-            "tumorseg.postprocessing.cc: its folder 'postprocessing' is on no floor",
+            {"plugins/cc.py": "X = 1\n"},
+            "tumorseg.plugins.cc: its folder 'plugins' is on no floor",
         ),
         (  # two modules of one folder import each other
             {"io/a.py": "from tumorseg.io import b\n", "io/b.py": "from tumorseg.io import a\n"},

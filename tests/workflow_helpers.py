@@ -86,7 +86,7 @@ def write_config(workdir: Path, name: str, data: dict) -> str:
     return str(path.relative_to(workdir))
 
 
-BATCH_RULE = re.compile(r"(predict|evaluate|ceiling|qc)_(?:\w+_)?b(\d+)")
+BATCH_RULE = re.compile(r"(predict|postprocess|evaluate|ceiling|qc)_(?:\w+_)?b(\d+)")
 BATCH_LOG = re.compile(r"logs/(?:predict|evaluate|ceiling|qc)/(?:([^/]+)/)?batch(\d+)\.log")
 
 

@@ -96,6 +96,8 @@ def check_config(config: dict) -> None:
         )
     labels.check_spec(labels.spec_from_config(config))
     check_ensembles(config)
+    if config["postprocessing"]["enabled"] and config.get("task") == "translation":
+        raise InputError("config postprocessing.enabled: post-processing is for segmentation")
     if config["predict"]["uncertainty"] and config["predict"]["tta"] == "none":
         if not ensemble_runs(config):
             raise InputError(

@@ -49,7 +49,7 @@ rule aggregate:
 
 rule summarise:
     input:
-        expand("results/metrics/{model}/per_case.tsv", model=PREDICTED),
+        expand("results/metrics/{model}/per_case.tsv", model=SCORED),
     output:
         summary=report(
             "results/metrics/summary.tsv",
@@ -67,7 +67,7 @@ rule summarise:
     conda:
         "../../envs/imaging.yaml"
     params:
-        models=PREDICTED,
+        models=SCORED,
         ensembles=compared_members(),
         code=CODE[Path(AGGREGATE["summarise"]).stem],
     script:

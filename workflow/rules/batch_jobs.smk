@@ -30,6 +30,20 @@ def predict_jobs(run, cases):
     ]
 
 
+def postprocess_jobs(run, cases):
+    """Each case's arguments of `postprocess_batch`: the raw run's prediction in, the
+    post-processed run's out."""
+    return [
+        {
+            "case": c,
+            "pred_path": PRED.format(model=raw_run(run), case=c),
+            "reference": reference_of(c),
+            "out_path": PRED.format(model=run, case=c),
+        }
+        for c in cases
+    ]
+
+
 def ceiling_jobs(cases):
     return [
         {

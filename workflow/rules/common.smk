@@ -80,7 +80,19 @@ DEMO_MODALITIES = list(dict.fromkeys([*config["modalities"], *([TARGET] if TRANS
 RUNS = model_runs(config)  # run name -> (model name, fold or None)
 # ensemble run -> the model names it averages (fold ensembles, `ensembles`)
 ENSEMBLES = ensemble_runs(config)
-PREDICTED = [*RUNS, *ENSEMBLES]  # every run that predicts, is scored and compared
+# predict.tta: both: every run but a single fold also predicts mirrored, as `<run>.tta`
+TWINS = [
+    f"{run}.tta"
+    for run in [*RUNS, *ENSEMBLES]
+    if config["predict"]["tta"] == "both"
+    and not TRANSLATION
+    and RUNS.get(run, (None, None))[1] is None
+]
+PREDICTED = [*RUNS, *ENSEMBLES, *TWINS]  # every run that predicts
+# postprocessing.enabled: each run's post-processed predictions are the run `<run>.pp`
+POSTPROCESS = config["postprocessing"]["enabled"] and not TRANSLATION
+POSTPROCESSED = [f"{run}.pp" for run in PREDICTED] if POSTPROCESS else []
+SCORED = [*PREDICTED, *POSTPROCESSED]  # every run that is scored and compared
 # predict.batches: auto becomes a number here, from the cases and (in a local run) the cores
 if config["predict"]["batches"] == "auto":
     # the cores a local run can use at once: --cores, at most the machine's
@@ -105,7 +117,7 @@ CODE = script_digests(
 
 wildcard_constraints:
     case=r"[A-Za-z0-9_-]+",
-    model=r"[A-Za-z][A-Za-z0-9_]*(\.fold[0-9]+|\.ensemble)?",
+    model=r"[A-Za-z][A-Za-z0-9_]*(\.fold[0-9]+|\.ensemble)?(\.tta)?(\.pp)?",
 
 
 def case_images(wildcards):
@@ -124,10 +136,27 @@ def reference_of(case):
     return SAMPLES.loc[case, IMAGE_COLUMNS[0]]
 
 
-def run_batches(cases):
-    """(model run, batch number, its cases) of every batch job (config predict.batches)."""
+def run_batches(cases, runs=None):
+    """(model run, batch number, its cases) of every batch job (config predict.batches) of
+    ``runs`` (default: the runs that predict)."""
     batches = assign_batches(cases, config["predict"]["batches"])
-    return [(run, b, members) for run in PREDICTED for b, members in batches.items()]
+    return [(run, b, members) for run in runs or PREDICTED for b, members in batches.items()]
+
+
+def raw_run(run):
+    """The run whose raw predictions a post-processed run `<run>.pp` post-processes."""
+    return run.removesuffix(".pp")
+
+
+def model_run(run):
+    """The trained run or ensemble whose models a run predicts with (`unet.ensemble` for
+    `unet.ensemble.tta.pp`)."""
+    return raw_run(run).removesuffix(".tta")
+
+
+def mirrors(run):
+    """Whether a run mirrors at test time: predict.tta: mirror, or a `<run>.tta` twin."""
+    return config["predict"]["tta"] == "mirror" or raw_run(run).endswith(".tta")
 
 
 def batch_rule(step, run, batch):
@@ -155,6 +184,7 @@ def model_file(wildcards):
 
 def model_file_of(run):
     """A run's model file, or an ensemble run's model files (those of its members)."""
+    run = model_run(run)
     if run in ENSEMBLES:
         return [model_file_of(member) for _, member, _ in ensemble_members(config, ENSEMBLES[run])]
     name, _ = RUNS[run]
@@ -164,18 +194,23 @@ def model_file_of(run):
 def members_of(run):
     """An ensemble run's members (in the order of model_file_of) as the predict job takes
     them: model name, fold, sliding window and mirrored axes; None for a single model."""
-    if run not in ENSEMBLES:
+    if model_run(run) not in ENSEMBLES:
         return None
     return [
-        {"name": name, "fold": fold, "windows": windows_of(member), "mirror": mirror_of(member)}
-        for name, member, fold in ensemble_members(config, ENSEMBLES[run])
+        {
+            "name": name,
+            "fold": fold,
+            "windows": windows_of(member),
+            "mirror": mirror_axes_of(member, mirrors(run)),
+        }
+        for name, member, fold in ensemble_members(config, ENSEMBLES[model_run(run)])
     ]
 
 
 def validation_fold(wildcards):
     """Which cases a run's scores count as validation (aggregate): a fold run's own fold,
     all cases of the folds for an ensemble with folds (out of fold); None: the split's."""
-    run = wildcards.model
+    run = model_run(wildcards.model)
     if run in RUNS:
         return RUNS[run][1]
     return "all" if config["split"]["cv_folds"] >= 2 else None
@@ -183,11 +218,13 @@ def validation_fold(wildcards):
 
 def compared_members():
     """Each ensemble of architectures -> the runs it must beat on validation (comparison)."""
-    return {
+    compared = {
         run: member_runs(config, members)
         for run, members in ENSEMBLES.items()
         if run in config["ensembles"]
     }
+    twins = {f"{run}.tta": [f"{m}.tta" for m in members] for run, members in compared.items()}
+    return {**compared, **{run: m for run, m in twins.items() if run in PREDICTED}}
 
 
 def model_settings(wildcards):
@@ -203,13 +240,16 @@ def all_targets():
         "results/metrics/comparison.tsv",
     ]
     targets += expand("results/preprocessed/{case}/qc.png", case=CASES)
-    for run in PREDICTED:
+    for run in SCORED:
         if run in RUNS and RUNS[run][0] not in config["pretrained"]:
             targets.append(f"results/models/{run}/bundle.json")
         targets += expand(PRED, model=run, case=CASES)
         # optional outputs of the predict jobs, requested so that turning one on runs them
         targets += expand(PROBS, model=run, case=CASES) if SAVE_PROBS else []
         targets += expand(ENTROPY, model=run, case=CASES) if averages(run) else []
+        targets += (
+            [f"results/postprocessing/{run}.json"] if POSTPROCESS and run in PREDICTED else []
+        )
         targets += expand(
             "results/metrics/{model}/{name}",
             model=run,
@@ -221,9 +261,9 @@ def all_targets():
 def averages(run):
     """Whether a run writes an entropy map (predict.uncertainty): where it averages several
     predictions (an ensemble, or test-time mirroring)."""
-    if not UNCERTAINTY:
+    if not UNCERTAINTY or run not in PREDICTED:
         return False
-    return run in ENSEMBLES or bool(mirror_of(run))
+    return model_run(run) in ENSEMBLES or bool(mirror_of(run))
 
 
 def bundle_manifest(wildcards):

@@ -35,7 +35,7 @@ for batch, cases in assign_batches(LABELLED, config["predict"]["batches"]).items
     apply_profile("ceiling", f"ceiling_b{batch}")
 
 
-for run, batch, cases in run_batches(LABELLED):
+for run, batch, cases in run_batches(LABELLED, SCORED):
     jobs = evaluate_jobs(run, cases)
 
     rule:

@@ -14,19 +14,25 @@ def windows_of(run):
     """The sliding window (`predict.overlap`, `predict.gaussian`) of a 3D model run: its
     prediction and the validation that picks its best epoch use it; None for 2D (and for
     an ensemble, whose members have their own)."""
+    run = model_run(run)
     if run in ENSEMBLES or config["models"][RUNS[run][0]]["architecture"] != "unet3d":
         return None
     return {k: config["predict"][k] for k in ("overlap", "gaussian")}
 
 
 def mirror_of(run):
-    """The batch axes a segmentation run's prediction mirrors (`predict.tta: mirror`): the
-    axes its training augmentation flipped (`augment.flip`), else none (an ensemble's
-    members have their own)."""
-    if run in ENSEMBLES:
+    """The batch axes a segmentation run's prediction mirrors (`predict.tta: mirror`, or a
+    `.tta` twin): the axes its training augmentation flipped (`augment.flip`), else none
+    (an ensemble's members have their own)."""
+    if model_run(run) in ENSEMBLES:
         return []
+    return mirror_axes_of(model_run(run), mirrors(run))
+
+
+def mirror_axes_of(run, mirrored):
+    """The batch axes a trained run's model mirrors when ``mirrored`` (its flips)."""
     augment = config["models"][RUNS[run][0]].get("augment", {})
-    return list(mirror_axes(config["predict"]["tta"], augment))
+    return list(mirror_axes("mirror" if mirrored else "none", augment))
 
 
 def train_windows(wildcards):

@@ -10,7 +10,7 @@ for run, batch, cases in run_batches(CASES):
         name:
             batch_rule("predict", run, batch)
         input:
-            **({"splits": "results/splits/splits.tsv"} if run in ENSEMBLES else {}),
+            **({"splits": "results/splits/splits.tsv"} if members_of(run) else {}),
             model=model_file_of(run),
             # an ensemble predicts a case of fold f with the fold-f models (out of fold)
             images=column(jobs, "image_npy"),

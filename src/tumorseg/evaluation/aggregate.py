@@ -217,8 +217,8 @@ def compare(tables: dict[str, pd.DataFrame], ensembles: dict[str, list[str]] | N
     return out[columns]
 
 
-#: a cross-validation fold's run name (``unet.fold2``)
-FOLD_RUN = re.compile(r"\.fold[0-9]+$")
+#: a cross-validation fold's run name (``unet.fold2``, post-processed ``unet.fold2.pp``)
+FOLD_RUN = re.compile(r"\.fold[0-9]+(\.|$)")
 
 
 def _beats_members(model: str, scores: pd.Series, members: list[str]) -> bool:

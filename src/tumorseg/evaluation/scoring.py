@@ -17,7 +17,7 @@ from tumorseg.tasks.labels import as_label_map
 log = logging.getLogger(__name__)
 
 
-def _read_label(path: str, labels, case: str, role: str):
+def read_label(path: str, labels, case: str, role: str):
     """A label image (file or slice-stack folder) through the checked readers, and its
     values as the label map's classes."""
     import SimpleITK as sitk
@@ -30,7 +30,7 @@ def _read_label(path: str, labels, case: str, role: str):
     return image, classes
 
 
-def _check_same_grid(case: str, path_a: str, image_a, path_b: str, image_b) -> None:
+def check_same_grid(case: str, path_a: str, image_a, path_b: str, image_b) -> None:
     from tumorseg.io.grid import Grid, grid_differences
 
     problems = grid_differences(Grid.from_image(image_a), Grid.from_image(image_b))
@@ -65,14 +65,14 @@ def evaluate_case(
     those, one row per region.
     """
     labels = as_label_map(labels)
-    ref_image, ref = _read_label(ref_path, labels, case, "reference")
-    pred_image, pred = _read_label(pred_path, labels, case, "prediction")
-    _check_same_grid(case, pred_path, pred_image, ref_path, ref_image)
+    ref_image, ref = read_label(ref_path, labels, case, "reference")
+    pred_image, pred = read_label(pred_path, labels, case, "prediction")
+    check_same_grid(case, pred_path, pred_image, ref_path, ref_image)
     spacing = tuple(reversed(ref_image.GetSpacing()))  # (x, y, z) -> array order (z, y, x)
     table = case_metrics(pred, ref, spacing, labels)
     if ceiling_path:
-        ceiling_image, ceiling = _read_label(ceiling_path, labels, case, "ceiling")
-        _check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
+        ceiling_image, ceiling = read_label(ceiling_path, labels, case, "ceiling")
+        check_same_grid(case, ceiling_path, ceiling_image, ref_path, ref_image)
         ceil = case_metrics(ceiling, ref, spacing, labels, directed=False)  # keeps Dice, pooled
         table["ceiling_dice"] = ceil["dice"].to_numpy()
         table["ceiling_hd95"] = ceil["hd95_pooled"].to_numpy()

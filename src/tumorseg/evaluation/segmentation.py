@@ -210,6 +210,16 @@ def hd95_directed(pred: np.ndarray, ref: np.ndarray, spacing) -> float:
     )
 
 
+def _dice(tp: int, n_pred: int, n_ref: int) -> float:
+    return 1.0 if n_pred + n_ref == 0 else 2.0 * tp / (n_pred + n_ref)
+
+
+def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice of two boolean masks; 1 when both are empty (the BraTS convention)."""
+    tp = int(np.count_nonzero(pred & ref))
+    return float(_dice(tp, int(np.count_nonzero(pred)), int(np.count_nonzero(ref))))
+
+
 def _region_metrics(pred, ref, spacing, n_total: int, directed: bool = True) -> dict:
     """Metrics of two boolean masks that may be a crop of a grid of ``n_total`` voxels
     (everything outside the crop being background in both); ``directed=False`` leaves
@@ -221,10 +231,7 @@ def _region_metrics(pred, ref, spacing, n_total: int, directed: bool = True) -> 
     fp = n_pred - tp
     fn = n_ref - tp
     tn = n_total - tp - fp - fn
-    if n_pred + n_ref == 0:
-        dice = 1.0
-    else:
-        dice = 2.0 * tp / (n_pred + n_ref)
+    dice = _dice(tp, n_pred, n_ref)
     if n_ref == 0:
         sensitivity = 1.0 if n_pred == 0 else 0.0
     else:

@@ -116,6 +116,9 @@ def predict_batch(
             c.get("out_uncertainty"),
         )  # fmt: skip
 
+    mirrored = sorted({m["path"] for m in members if m["mirror"]})
+    if mirrored:
+        log.info("test-time mirroring of %s", ", ".join(mirrored))
     paths = [m["path"] for m in members]
     model_batch(cases, paths, forward, write, threads, case_logs, overlap, "predicting")
     return None
