@@ -10,7 +10,14 @@ With ``--gpu`` the model runs on the first visible GPU (the script stops with a 
 when TensorFlow sees none) and the per-case times are a GPU user's; ``--mixed`` builds the
 model under the ``mixed_float16`` policy, as training with ``mixed_precision: true`` saves it.
 
+With ``--tta`` the same case is also predicted mirrored (``predict.tta: mirror``) and with the
+entropy map; with ``--ensemble K`` also as a fold ensemble of K models (``K`` copies of the
+model, the workflow's own ensemble forward pass: each member predicts, folds averaged) and
+the same ensemble mirrored. Variants run interleaved, so they see the same noise; each is
+printed as a ratio to the plain prediction.
+
 Usage: python benchmarks/bench_predict.py [--repeats N] [--threads T] [--gpu [--mixed]]
+       [--tta] [--ensemble K]
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ def main() -> None:
         "--tta",
         action="store_true",
         help="also predict with predict.tta: mirror and predict.uncertainty, runs interleaved",
+    )
+    ap.add_argument(
+        "--ensemble", type=int, default=0, metavar="K", help="also a K-model fold ensemble"
     )
     args = ap.parse_args()
     if not args.gpu:
@@ -103,6 +113,10 @@ def main() -> None:
         if args.tta:
             variants["mirror"] = {"mirror": (-2,)}
             variants["mirror + entropy"] = {"mirror": (-2,), "out_uncertainty": "entropy.nii.gz"}
+        if args.ensemble:
+            variants[f"ensemble of {args.ensemble}"] = {"ensemble": ()}
+            variants[f"ensemble of {args.ensemble}, mirror"] = {"ensemble": (-2,)}
+        models = [model] + [load_model(str(model_path)) for _ in range(args.ensemble - 1)]
         for name, (case, mods, seg) in cases.items():
             _, out = preprocess(case, {**mods, "seg": seg}, tmp / case, threads=args.threads)
             runs = {v: [] for v in variants}
@@ -111,18 +125,23 @@ def main() -> None:
                     if "out_uncertainty" in extra:
                         extra = {**extra, "out_uncertainty": str(tmp / case / "entropy.nii.gz")}
                     t0 = time.perf_counter()
-                    parts = predict_case(
-                        case,
-                        str(model_path),
-                        out["image.npy"],
-                        out["geometry.json"],
-                        mods["flair"],
-                        "brats2017",
-                        32,
-                        str(tmp / case / "seg.nii.gz"),
-                        model=model,
-                        **extra,
-                    )
+                    if "ensemble" in extra:
+                        parts = _ensemble_case(
+                            models, str(model_path), extra["ensemble"], case, out, mods, tmp
+                        )
+                    else:
+                        parts = predict_case(
+                            case,
+                            str(model_path),
+                            out["image.npy"],
+                            out["geometry.json"],
+                            mods["flair"],
+                            "brats2017",
+                            32,
+                            str(tmp / case / "seg.nii.gz"),
+                            model=model,
+                            **extra,
+                        )
                     total = time.perf_counter() - t0
                     if i:  # the first call traces the model
                         runs[variant].append((total, parts))
@@ -132,9 +151,29 @@ def main() -> None:
                 split = {k: statistics.median(r[1][k] for r in done) for k in done[0][1]}
                 detail = ", ".join(f"{k} {v:.2f} s" for k, v in split.items())
                 print(f"{name}, {variant}: {totals[variant]:.2f} s per case: {detail}")
-            if args.tta:
-                for variant in ("mirror", "mirror + entropy"):
-                    print(f"{name}: {variant} / plain = {totals[variant] / totals['plain']:.2f}")
+            for variant in list(variants)[1:]:
+                print(f"{name}: {variant} / plain = {totals[variant] / totals['plain']:.2f}")
+
+
+def _ensemble_case(models, model_path, mirror, case, out, mods, tmp):
+    """One case through the workflow's ensemble path: every member, averaged, written."""
+    from tumorseg.inference.batch import forward_ensemble_case
+    from tumorseg.inference.export import write_case_prediction
+
+    members = [
+        {"name": "unet", "fold": k, "path": model_path, "windows": None, "mirror": list(mirror)}
+        for k in range(len(models))
+    ]
+    job = {
+        "case": case,
+        "image_npy": out["image.npy"],
+        "geometry_json": out["geometry.json"],
+        "reference": mods["flair"],
+    }
+    result = forward_ensemble_case(models, members, job, -1, 32)
+    return write_case_prediction(
+        case, result, mods["flair"], "brats2017", str(tmp / case / "seg.nii.gz")
+    )
 
 
 if __name__ == "__main__":

@@ -117,6 +117,22 @@ def test_ensembles_of_architectures():
             check_config(load({"models": models, "ensembles": ensembles}))
 
 
+def test_translation_has_no_ensembles_or_postprocessing():
+    base = {
+        "task": "translation",
+        "modalities": ["t1", "t2"],
+        "translation": {"inputs": ["t1"], "target": "t2"},
+        "models": {"a": {"loss": "mae"}, "b": {"loss": "mae"}},
+    }
+    config = load({**base, "split": {"cv_folds": 2}})
+    check_config(config)
+    assert ensemble_runs(config) == {}  # no fold ensemble of synthetic images
+    with pytest.raises(InputError, match="ensembles average class probabilities"):
+        check_config(load({**base, "ensembles": {"ab": ["a", "b"]}}))
+    with pytest.raises(InputError, match="post-processing is for segmentation"):
+        check_config(load({**base, "postprocessing": {"enabled": True}}))
+
+
 @pytest.mark.parametrize(
     "example", sorted(p.name for p in (ROOT / "config").glob("*.yaml") if p.name != "config.yaml")
 )
@@ -129,3 +145,18 @@ def test_shipped_example_configs_validate(example):
     update_config(config, yaml.safe_load((ROOT / "config" / example).read_text()))
     validate(config, schema=SCHEMA)
     check_config(config)
+
+
+def test_region_outputs_need_nested_regions_and_segmentation():
+    check_config(load({"models": {"unet": {"output": "regions"}}}))  # BraTS: WT > TC > ET
+    crossed = {
+        "label_convention": "custom",
+        "labels": {"a": 1, "b": 2, "c": 3},
+        "regions": {"ab": ["a", "b"], "bc": ["b", "c"], "c": ["c"]},
+    }
+    check_config(load(crossed))  # scored as given with a class model
+    with pytest.raises(InputError, match="overlap without one holding the other"):
+        check_config(load({**crossed, "models": {"unet": {"output": "regions"}}}))
+    models = {"a": {"output": "regions"}, "b": {}}
+    with pytest.raises(InputError, match="mixes class and region outputs"):
+        check_config(load({"models": models, "ensembles": {"ab": ["a", "b"]}}))

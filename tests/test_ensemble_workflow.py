@@ -1,7 +1,8 @@
-"""nnU-Net's accuracy toolkit end to end on the tiny demo (tests/config/tiny_cv.yaml): two
-cross-validation folds, their ensemble (out of fold on the folds' cases), each with and
-without test-time mirroring, uncertainty maps, and post-processing chosen on validation and
-applied as runs of their own; every output on its input's native grid."""
+"""nnU-Net's accuracy toolkit end to end on the tiny demo (tests/config/tiny_cv.yaml): a
+region-based 2D U-Net (one sigmoid per BraTS region), two cross-validation folds, their
+ensemble (out of fold on the folds' cases), each with and without test-time mirroring,
+uncertainty maps, and post-processing chosen on validation and applied as runs of their
+own; every output on its input's native grid."""
 
 import json
 
@@ -86,7 +87,7 @@ def test_uncertainty_maps_where_predictions_are_averaged(cv_run):
         assert entropy.get_data_dtype() == np.float32 and entropy.shape == ref.shape
         np.testing.assert_allclose(entropy.affine, ref.affine, atol=1e-5)
         values = entropy.get_fdata()
-        assert values.min() >= 0 and values.max() <= np.log(4) + 1e-5
+        assert values.min() >= 0 and values.max() <= 3 * np.log(2) + 1e-5  # 3 regions
     assert not (cv_run / "results/uncertainty/unet.fold0").exists()
 
 
@@ -108,6 +109,16 @@ def test_postprocessing_is_chosen_on_validation_and_scored_beside_the_raw(cv_run
             raw_seg = cv_run / f"results/predictions/{run}/{case}_seg.nii.gz"
             pp_seg = cv_run / f"results/predictions/{run}.pp/{case}_seg.nii.gz"
             assert np.array_equal(_labels(raw_seg), _labels(pp_seg))
+
+
+def test_the_model_learns_the_regions(cv_run):
+    """output: regions: three sigmoid outputs (WT, TC, ET) and the
+    validation Dice of each region in the training history."""
+    summary = (cv_run / "results/models/unet.fold0/summary.txt").read_text()
+    line = next(s for s in summary.splitlines() if "probabilities" in s)
+    assert "(None, 96, 96, 3)" in line
+    history = pd.read_csv(cv_run / "results/models/unet.fold0/history.csv")
+    assert {"val_dice_wt", "val_dice_tc", "val_dice_et"} <= set(history.columns)
 
 
 def test_a_second_run_finds_nothing_to_do(cv_run):

@@ -72,3 +72,21 @@ def test_the_loss_is_that_of_each_whole_volume_averaged(cases):
     wrong = [np.mean(inputs[c] != truths[c]) for c in ("a", "b")]
     assert got["loss"] == pytest.approx(np.mean(wrong), abs=1e-12)
     assert list(got) == ["loss", "dice_wt", "dice_tc", "dice_et"]
+
+
+def test_a_region_model_is_validated_on_its_thresholded_regions(cases):
+    """output: regions: the whole-volume region outputs, thresholded and painted into
+    classes as inference does, score what the class model's argmax scores."""
+    from tumorseg.tasks.labels import as_label_map
+
+    root, truths, inputs = cases
+    reader = PatchReader(root, ["a", "b"], 4, (8, 8, 8))
+    brats = as_label_map("brats2017")
+
+    def regionwise(tiles):
+        classes = np.clip(np.rint(tiles[..., 0]), 0, 3).astype(np.int64)
+        return brats.classes_to_regions(classes).astype(np.float32) * 0.8 + 0.1
+
+    by_class = validate_volumes(_voxelwise, reader, "brats2017", DEFAULT_WINDOWS, 3)
+    by_region = validate_volumes(regionwise, reader, "brats2017", DEFAULT_WINDOWS, 3, None, 3)
+    assert by_region == pytest.approx(by_class, abs=1e-12)

@@ -95,6 +95,7 @@ def check_config(config: dict) -> None:
             f"(it is {config['label_convention']})"
         )
     labels.check_spec(labels.spec_from_config(config))
+    check_outputs(config)
     check_ensembles(config)
     if config["postprocessing"]["enabled"] and config.get("task") == "translation":
         raise InputError("config postprocessing.enabled: post-processing is for segmentation")
@@ -167,6 +168,16 @@ def member_runs(config: dict, members: list[str]) -> list[str]:
     ]
 
 
+def check_outputs(config: dict) -> None:
+    """``output: regions``: segmentation only, on a label map whose regions nest."""
+    region_models = [n for n, m in config["models"].items() if m.get("output") == "regions"]
+    if not region_models:
+        return
+    if config.get("task", "segmentation") == "translation":
+        raise InputError(f"config models {region_models}: output: regions is for segmentation")
+    labels.as_label_map(labels.spec_from_config(config)).region_painting()
+
+
 def check_ensembles(config: dict) -> None:
     """``ensembles``: names of their own, two or more known members, segmentation only."""
     for name, members in config["ensembles"].items():
@@ -180,6 +191,12 @@ def check_ensembles(config: dict) -> None:
             raise InputError(f"{where} names models not in `models`: {unknown}")
         if len(set(members)) < 2:
             raise InputError(f"{where} needs two or more different models, got {members}")
+        outputs = {config["models"][m].get("output", "classes") for m in members}
+        if len(outputs) > 1:
+            raise InputError(
+                f"{where} mixes class and region outputs: their probabilities cannot be "
+                "averaged; give every member the same `output`"
+            )
 
 
 def demo_sheet(config: dict) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from tumorseg.errors import InputError
 from tumorseg.tasks.labels import LabelMap, spec_from_config
 
 #: model settings that change how a trained model predicts (its route, window, mirroring)
-PREDICT_MODEL_KEYS = ("architecture", "patch_size", "augment")
+PREDICT_MODEL_KEYS = ("architecture", "output", "patch_size", "augment")
 
 
 def user_set(key: str, given: dict, shipped: dict) -> bool:

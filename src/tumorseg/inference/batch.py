@@ -86,29 +86,7 @@ def predict_batch(
     folds = folds or {}
 
     def forward(models, c):
-        record, image, times = read_case(
-            c["case"], c["image_npy"], c["geometry_json"], c["reference"]
-        )
-        t0 = time.perf_counter()
-        fold = folds.get(c["case"], -1)
-        chosen = members_for(members, fold)
-        probs = average(
-            members,
-            chosen,
-            lambda i: predict_probabilities(
-                models[i], image, batch_size, members[i]["windows"], members[i]["mirror"]
-            ),
-        )
-        log.info(
-            "case %s: %s %s", c["case"],
-            f"fold {fold}, out of fold with" if fold >= 0 else "the average of",
-            ", ".join(members[i]["path"] for i in chosen),
-        )  # fmt: skip
-        return {
-            "record": record,
-            "probs": probs,
-            "times": {**times, "model": time.perf_counter() - t0},
-        }
+        return forward_ensemble_case(models, members, c, folds.get(c["case"], -1), batch_size)
 
     def write(c, result):
         write_case_prediction(
@@ -122,6 +100,29 @@ def predict_batch(
     paths = [m["path"] for m in members]
     model_batch(cases, paths, forward, write, threads, case_logs, overlap, "predicting")
     return None
+
+
+def forward_ensemble_case(models, members: list[dict], c: dict, fold: int, batch_size: int):
+    """An ensemble's half of a prediction (:func:`tumorseg.inference.predict.forward_case`'s
+    result): the members that predict a case of ``fold`` (-1: outside the folds), each with
+    its own sliding window and mirroring, averaged (:mod:`tumorseg.inference.ensemble`)."""
+    record, image, times = read_case(c["case"], c["image_npy"], c["geometry_json"], c["reference"])
+    t0 = time.perf_counter()
+    chosen = members_for(members, fold)
+    probs = average(
+        members,
+        chosen,
+        lambda i: predict_probabilities(
+            models[i], image, batch_size, members[i]["windows"], members[i]["mirror"]
+        ),
+    )
+    log.info(
+        "case %s: %s %s", c["case"],
+        f"fold {fold}, out of fold with" if fold >= 0 else "the average of",
+        ", ".join(members[i]["path"] for i in chosen),
+    )  # fmt: skip
+    times["model"] = time.perf_counter() - t0
+    return {"record": record, "probs": probs, "times": times}
 
 
 def _predict_one_model(

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tumorseg.errors import InputError
-from tumorseg.inference.tta import entropy
+from tumorseg.inference.tta import entropy, region_entropy
 from tumorseg.io import slices
 from tumorseg.io.atomic import atomic_path
 from tumorseg.io.grid import GRID_TOLERANCE, Grid
@@ -101,9 +101,16 @@ def write_case_prediction(
     probabilities as float32); logs and returns the seconds of every part."""
     times = dict(forward["times"])
     t0 = time.perf_counter()
+    probs, decode, uncertainty = forward["probs"], None, entropy
+    label_map = as_label_map(labels)
+    if probs.shape[-1] != label_map.n_classes:  # a region model: one sigmoid per region
+        probs, decode = region_channels(probs, label_map, case)
+        uncertainty = region_entropy
     classes, native_probs = geo.probabilities_to_native(
-        forward["probs"], forward["record"], keep_probs=bool(out_probs or out_uncertainty)
+        probs, forward["record"], bool(out_probs or out_uncertainty), decode
     )
+    if decode is not None and native_probs is not None:
+        native_probs = native_probs[..., 1:]  # the regions, without the stand-in channel
     times["inversion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     write_segmentation(classes, reference, case, labels, out_seg)
@@ -113,10 +120,29 @@ def write_case_prediction(
         with atomic_path(out_probs) as tmp:
             sitk.WriteImage(img, str(tmp), useCompression=True)
     if out_uncertainty:
-        write_float_map(entropy(native_probs), classes, reference, case, out_uncertainty)
+        write_float_map(uncertainty(native_probs), classes, reference, case, out_uncertainty)
     times["write"] = time.perf_counter() - t0
     log.info("case %s: predicted in %s", case, describe_times(times))
     return times
+
+
+def region_channels(probs: np.ndarray, labels, case: str):
+    """A region model's probabilities (..., R) as the way back takes them: a stand-in
+    background channel first (the resampling fills channel 0 with 1 outside the crop, the
+    regions with 0), and the decoder that thresholds each region at 0.5 and paints the
+    classes larger regions first (:meth:`LabelMap.regions_to_classes`)."""
+    if probs.shape[-1] != len(labels.regions):
+        raise InputError(
+            f"the model gives {probs.shape[-1]} outputs; the {labels.convention} label map "
+            f"has {labels.n_classes} classes and {len(labels.regions)} regions",
+            case,
+        )
+    labels.region_painting()  # the regions nest, or a clear error
+    stand_in = 1.0 - probs.max(axis=-1, keepdims=True)
+    return (
+        np.concatenate([stand_in, probs], axis=-1),
+        lambda p: labels.regions_to_classes(p[..., 1:]),
+    )
 
 
 def write_float_map(values, grid_image: sitk.Image, reference: str, case: str, out_path: str):

@@ -266,7 +266,9 @@ def upsample_linear(arr: np.ndarray, factors_xyz, shape_zyx) -> np.ndarray:
 # ---------------------------------------------------------------- the way back
 
 
-def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool = False):
+def probabilities_to_native(
+    probs_ds: np.ndarray, record: dict, keep_probs: bool = False, decode=None
+):
     """Class probabilities on the downsampled grid -> internal class map on the native grid.
 
     Parameters
@@ -274,6 +276,8 @@ def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool
     probs_ds : (z', y', x', C) probabilities on the downsampled cropped grid.
     record : the case's geometry record (``geometry.json``, see :func:`geometry_record`).
     keep_probs : also return the probabilities on the native grid (z, y, x, C).
+    decode : probabilities (..., C) -> uint8 classes, on the resampled grid; default the
+        argmax (:func:`argmax_classes`). Channel 0 is background: 1 outside the crop.
 
     Returns
     -------
@@ -288,6 +292,7 @@ def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool
     size = record["crop"]["size"]
     factors = record["downsample"]
     n_cls = probs_ds.shape[-1]
+    decode = decode or argmax_classes
     expected = tuple(record["downsampled_shape_zyx"])
     if tuple(probs_ds.shape[:3]) != expected:
         raise GeometryError(
@@ -310,14 +315,12 @@ def probabilities_to_native(probs_ds: np.ndarray, record: dict, keep_probs: bool
             direction=canonical.direction,
         )
         probs = resample_probabilities(up, box, oriented)
-        classes = argmax_classes(probs)
+        classes = decode(probs)
     else:
         # the canonical grid is the reoriented native grid: paste into the full volume
         probs = None
         classes = np.zeros(canonical.shape_zyx, dtype=np.uint8)
-        classes[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = argmax_classes(
-            up
-        )
+        classes[:, start[1] : start[1] + size[1], start[0] : start[0] + size[0]] = decode(up)
         if keep_probs:
             probs = np.zeros((*canonical.shape_zyx, n_cls), dtype=np.float32)
             probs[..., 0] = 1.0

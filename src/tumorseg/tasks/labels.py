@@ -149,6 +149,53 @@ class LabelMap:
         """Smallest unsigned type holding every dataset value."""
         return np.dtype(np.uint8 if max(self.values) <= 255 else np.uint16)
 
+    def region_painting(self) -> list[tuple[int, int]]:
+        """``(region index, its own class)`` in painting order, for models trained on the
+        regions (``output: regions``, nnU-Net's ``regions_class_order``): larger regions
+        first, so that a voxel in a nested region gets the innermost one's class. The map's
+        regions must nest (two regions are disjoint or one holds the other), each region
+        must hold exactly one class that no region inside it holds, and every label must be
+        in a region; otherwise an :class:`InputError` says why."""
+        regions = {r: set(c) for r, c in self.regions.items()}
+        where = f"label map ({self.convention}): output: regions needs nested regions, but"
+        names = list(regions)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                ra, rb = regions[a], regions[b]
+                if ra & rb and not (ra <= rb or rb <= ra):
+                    raise InputError(f"{where} {a} and {b} overlap without one holding the other")
+                if ra == rb:
+                    raise InputError(f"{where} {a} and {b} are the same classes")
+        uncovered = set(range(1, self.n_classes)) - set().union(*regions.values())
+        if uncovered:
+            missing = [self.names[c] for c in sorted(uncovered)]
+            raise InputError(f"{where} the labels {missing} are in no region")
+        order = []
+        for r, classes in regions.items():
+            inner = set().union(*(c for o, c in regions.items() if c < classes))
+            own = classes - inner
+            if len(own) != 1:
+                raise InputError(
+                    f"{where} region {r} has {len(own)} classes of its own "
+                    f"({[self.names[c] for c in sorted(own)]}), not one"
+                )
+            order.append((names.index(r), own.pop(), len(classes)))
+        order.sort(key=lambda t: -t[2])  # stable: equal sizes keep the map's order
+        return [(i, c) for i, c, _ in order]
+
+    def classes_to_regions(self, classes: np.ndarray) -> np.ndarray:
+        """Internal classes -> one boolean channel per region (last axis, the map's order)."""
+        return np.stack([np.isin(classes, c) for c in self.regions.values()], axis=-1)
+
+    def regions_to_classes(self, region_probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Region probabilities (last axis, the map's order) -> internal classes (uint8):
+        each region above ``threshold`` painted with its own class, larger regions first
+        (:meth:`region_painting`)."""
+        classes = np.zeros(region_probs.shape[:-1], dtype=np.uint8)
+        for index, own in self.region_painting():
+            classes[region_probs[..., index] > threshold] = own
+        return classes
+
     def to_internal(self, values: np.ndarray, case=None, path=None) -> np.ndarray:
         """Dataset label values -> internal classes (uint8); values outside the map are an
         error naming the case, the file and the values."""

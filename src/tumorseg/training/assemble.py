@@ -30,20 +30,26 @@ def compiled_model(
     if labels is None:
         loss, metrics = losses.TranslationLoss(settings["loss"]), losses.translation_metrics()
     else:
-        loss, metrics = losses.get_loss(settings), losses.region_dice_metrics(labels)
+        regions = settings.get("output", "classes") == "regions"
+        loss = losses.get_loss(settings, labels)
+        metrics = losses.region_dice_metrics(labels, regions_output=regions)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 
 def build(settings: dict, n_channels: int, size: int, labels, policy=None, fused_batch_norm=False):
-    """The uncompiled model: softmax over the label map's classes, or (``labels`` None)
-    one linear output channel; ``fused_batch_norm`` for the model that is trained (the
-    saved one is built without)."""
+    """The uncompiled model: softmax over the label map's classes, a sigmoid per region
+    (``output: regions``), or (``labels`` None) one linear output channel;
+    ``fused_batch_norm`` for the model that is trained (the saved one is built without)."""
     from tumorseg.tasks.labels import as_label_map
     from tumorseg.training import models
 
-    n_classes = 1 if labels is None else as_label_map(labels).n_classes
-    output = "linear" if labels is None else "softmax"
+    if labels is None:
+        n_classes, output = 1, "linear"
+    elif settings.get("output", "classes") == "regions":
+        n_classes, output = len(as_label_map(labels).regions), "sigmoid"
+    else:
+        n_classes, output = as_label_map(labels).n_classes, "softmax"
     return models.build_model(
         settings, n_channels, n_classes, size, policy, output, fused_batch_norm
     )

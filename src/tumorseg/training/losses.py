@@ -15,6 +15,14 @@ prediction and truth. With two classes (binary masks) cross-entropy is binary
 cross-entropy and the soft Dice is that of the lesion: ``dice_ce`` with ``ce_weight: 1,
 dice_weight: 0.3`` is the LGG tutorial's BCE + 0.3 Dice.
 
+**Region-based training** (``output: regions``, nnU-Net's for BraTS): the model has one
+sigmoid output per region of the label map (WT, TC, ET), the labels still reach the loss
+one-hot over the classes and are summed into region targets (a region's target is the sum
+of its classes' channels). :class:`RegionLoss` is ``ce_weight * BCE + dice_weight * soft
+Dice`` over the regions (the mean binary cross-entropy of every region channel, and the
+soft Dice of each region pooled over the batch, averaged); :class:`RegionDice` with
+``output_index`` scores the region's own output thresholded at 0.5.
+
 The optimiser and its learning-rate schedule: :mod:`tumorseg.training.optim`.
 """
 
@@ -71,19 +79,75 @@ class SegmentationLoss(keras.losses.Loss):
         return config
 
 
-def get_loss(settings: dict) -> SegmentationLoss:
-    """The loss named by ``settings["loss"]`` (ce, dice or dice_ce with its weights)."""
+def region_targets(y_true, regions) -> object:
+    """One-hot classes (..., C) -> region targets (..., R): each region's classes summed."""
+    y_true = ops.cast(y_true, "float32")
+    return ops.stack([sum(y_true[..., c] for c in classes) for classes in regions], axis=-1)
+
+
+def binary_crossentropy(y_true, y_pred):
+    """Mean over pixels and channels of the binary cross-entropy (clipped probabilities)."""
+    y_pred = ops.clip(ops.cast(y_pred, "float32"), EPS, 1.0 - EPS)
+    return ops.mean(-(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred)))
+
+
+def region_soft_dice_loss(targets, y_pred, smooth: float = SMOOTH):
+    """``1 -`` mean over regions of the soft Dice pooled over the batch."""
+    y_pred = ops.cast(y_pred, "float32")
+    axes = tuple(range(len(targets.shape) - 1))
+    intersection = ops.sum(targets * y_pred, axis=axes)
+    denominator = ops.sum(targets, axis=axes) + ops.sum(y_pred, axis=axes)
+    return 1.0 - ops.mean((2.0 * intersection + smooth) / (denominator + smooth))
+
+
+@keras.saving.register_keras_serializable(package="tumorseg")
+class RegionLoss(keras.losses.Loss):
+    """``ce_weight * BCE + dice_weight * soft Dice`` over the regions, from one-hot classes
+    (``regions``: each region's internal classes, in the model's output order)."""
+
+    def __init__(self, regions=(), ce_weight=1.0, dice_weight=1.0, name="dice_ce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.regions = [[int(c) for c in classes] for classes in regions]
+        self.ce_weight = float(ce_weight)
+        self.dice_weight = float(dice_weight)
+
+    def call(self, y_true, y_pred):
+        targets = region_targets(y_true, self.regions)
+        total = 0.0
+        if self.ce_weight:
+            total = total + self.ce_weight * binary_crossentropy(targets, y_pred)
+        if self.dice_weight:
+            total = total + self.dice_weight * region_soft_dice_loss(targets, y_pred)
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(regions=self.regions, ce_weight=self.ce_weight, dice_weight=self.dice_weight)
+        return config
+
+
+def _weights(settings: dict) -> tuple[float, float, str]:
     kind = settings["loss"]
     if kind == "ce":
-        return SegmentationLoss(1.0, 0.0, name="ce")
+        return 1.0, 0.0, kind
     if kind == "dice":
-        return SegmentationLoss(0.0, 1.0, name="dice")
+        return 0.0, 1.0, kind
     if kind == "dice_ce":
         ce_w, dice_w = float(settings["ce_weight"]), float(settings["dice_weight"])
         if ce_w == 0 and dice_w == 0:
             raise InputError("model settings ce_weight and dice_weight are both 0")
-        return SegmentationLoss(ce_w, dice_w, name="dice_ce")
+        return ce_w, dice_w, kind
     raise InputError(f"unknown loss {kind!r}; choose ce, dice or dice_ce")
+
+
+def get_loss(settings: dict, labels=None):
+    """The loss named by ``settings["loss"]`` (ce, dice or dice_ce with its weights): over
+    the classes, or over the regions of ``labels`` for ``output: regions`` (BCE for ce)."""
+    ce_w, dice_w, kind = _weights(settings)
+    if settings.get("output", "classes") == "regions":
+        regions = list(as_label_map(labels).regions.values())
+        return RegionLoss(regions, ce_w, dice_w, name=kind)
+    return SegmentationLoss(ce_w, dice_w, name=kind)
 
 
 @keras.saving.register_keras_serializable(package="tumorseg")
@@ -91,7 +155,7 @@ class RegionDice(keras.metrics.Metric):
     """Hard Dice of one region (a union of classes), pooled over all pixels seen.
     ``classes`` defaults to the BraTS region of that name (``WT``, ``TC`` or ``ET``)."""
 
-    def __init__(self, region: str = "WT", classes=None, name=None, **kwargs):
+    def __init__(self, region: str = "WT", classes=None, name=None, output_index=None, **kwargs):
         if classes is None:
             brats = as_label_map("brats2017").regions
             if region not in brats:
@@ -100,6 +164,7 @@ class RegionDice(keras.metrics.Metric):
         super().__init__(name=name or as_label_map("brats2017").metric_name(region), **kwargs)
         self.region = region
         self.classes = tuple(int(c) for c in classes)
+        self.output_index = None if output_index is None else int(output_index)
         self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
         self.true_sum = self.add_variable(shape=(), initializer="zeros", name="true_sum")
         self.pred_sum = self.add_variable(shape=(), initializer="zeros", name="pred_sum")
@@ -113,7 +178,10 @@ class RegionDice(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         truth = self._region(y_true)
-        pred = self._region(y_pred)
+        if self.output_index is None:
+            pred = self._region(y_pred)
+        else:  # a region model: the region's own sigmoid output above 0.5
+            pred = ops.cast(ops.cast(y_pred[..., self.output_index], "float32") > 0.5, "float32")
         self.intersection.assign_add(ops.sum(truth * pred))
         self.true_sum.assign_add(ops.sum(truth))
         self.pred_sum.assign_add(ops.sum(pred))
@@ -129,16 +197,21 @@ class RegionDice(keras.metrics.Metric):
             v.assign(0.0)
 
     def get_config(self):
-        return {"region": self.region, "classes": list(self.classes), "name": self.name}
+        return {
+            "region": self.region,
+            "classes": list(self.classes),
+            "name": self.name,
+            "output_index": self.output_index,
+        }
 
 
-def region_dice_metrics(labels="brats2017") -> list[RegionDice]:
+def region_dice_metrics(labels="brats2017", regions_output: bool = False) -> list[RegionDice]:
     """Fresh Dice metrics of every region of the label map (BraTS: ``dice_wt``,
-    ``dice_tc``, ``dice_et``)."""
+    ``dice_tc``, ``dice_et``); ``regions_output``: of a region model's outputs."""
     labels = as_label_map(labels)
     return [
-        RegionDice(region, classes, name=labels.metric_name(region))
-        for region, classes in labels.regions.items()
+        RegionDice(region, classes, labels.metric_name(region), index if regions_output else None)
+        for index, (region, classes) in enumerate(labels.regions.items())
     ]
 
 

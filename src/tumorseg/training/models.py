@@ -172,14 +172,15 @@ def build_model(
     any size; a U-Net needs sizes divisible by ``2**depth``). ``dtype_policy`` (e.g.
     ``"mixed_float16"``) applies to every layer but the final activation, which always
     computes in float32. ``output``: ``softmax`` (class
-    probabilities, segmentation) or ``linear`` (``n_classes`` regression channels, image
+    probabilities, segmentation), ``sigmoid`` (one probability per region, region-based
+    training) or ``linear`` (``n_classes`` regression channels, image
     translation). ``fused_batch_norm``: batch normalisation by
     :class:`tumorseg.training.fused_norm.FusedBatchNormalization` (for the model that is trained on
     the CPU; the same weights as Keras's layer, which the saved model has). The model is
     not compiled.
     """
-    if output not in ("softmax", "linear"):
-        raise InputError(f"unknown model output {output!r}; choose softmax or linear")
+    if output not in ("softmax", "sigmoid", "linear"):
+        raise InputError(f"unknown model output {output!r}; choose softmax, sigmoid or linear")
     arch = settings["architecture"]
     shape, nd = _input_shape(settings, input_size, n_channels)
     dtype = dtype_policy  # None: the global policy (float32 unless changed)
@@ -199,7 +200,7 @@ def build_model(
         dtype=dtype,
         name="logits",
     )(x)
-    name = "probabilities" if output == "softmax" else "synthetic"
+    name = "synthetic" if output == "linear" else "probabilities"
     outputs = layers.Activation(output, dtype="float32", name=name)(x)
     return keras.Model(inputs, outputs, name=arch)
 

@@ -26,20 +26,28 @@ DEFAULT_WINDOWS = {"overlap": 0.5, "gaussian": True}
 
 
 def validate_volumes(
-    predict_fn, reader, labels, windows: dict, batch_size: int, loss_fn=None
+    predict_fn, reader, labels, windows: dict, batch_size: int, loss_fn=None, n_outputs=None
 ) -> dict[str, float]:
     """The validation scores of the whole volumes of ``reader`` (a
     :class:`tumorseg.training.patches.PatchReader`), predicted by ``predict_fn`` window by
     window as inference predicts them: the Dice of every region (``{metric name: Dice}``,
     e.g. ``dice_wt``) and, with ``loss_fn(one-hot truth, probabilities)``, ``loss``, the
-    mean over the volumes of the loss of each whole-volume prediction."""
+    mean over the volumes of the loss of each whole-volume prediction. ``n_outputs``: the
+    model's output channels (default: the classes); a region model's (one per region) are
+    thresholded and painted into classes as inference does."""
     labels = as_label_map(labels)
+    n_outputs = reader.n_classes if n_outputs is None else int(n_outputs)
+    decode = (
+        (lambda p: p.argmax(axis=-1))
+        if n_outputs == reader.n_classes
+        else labels.regions_to_classes
+    )
     regions = {r: np.asarray(c, np.int64) for r, c in labels.regions.items()}
     inter, total = dict.fromkeys(regions, 0), dict.fromkeys(regions, 0)
     losses = []
     for image, truth in zip(reader.images, reader.labels, strict=True):
         probs = predict_volume(
-            predict_fn, image, reader.patch_xyz, reader.n_classes,
+            predict_fn, image, reader.patch_xyz, n_outputs,
             overlap=float(windows["overlap"]), gaussian=bool(windows["gaussian"]),
             batch_size=batch_size,
         )  # fmt: skip
@@ -47,7 +55,7 @@ def validate_volumes(
         if loss_fn is not None:
             onehot = np.eye(reader.n_classes, dtype=np.float32)[truth]
             losses.append(float(loss_fn(onehot[None], probs[None])))
-        pred = probs.argmax(axis=-1)
+        pred = decode(probs)
         for region, classes in regions.items():
             p, g = np.isin(pred, classes), np.isin(truth, classes)
             inter[region] += int(np.count_nonzero(p & g))
@@ -77,7 +85,10 @@ def volume_validation_callback(keras, reader, labels, windows: dict, batch_size:
             def predict_fn(tiles):
                 return np.asarray(model(tiles, training=False), dtype=np.float32)
 
-            scores = validate_volumes(predict_fn, reader, labels, windows, batch_size, model.loss)
+            scores = validate_volumes(
+                predict_fn, reader, labels, windows, batch_size, model.loss,
+                int(model.output_shape[-1]),
+            )  # fmt: skip
             if rate is not None:
                 rate.on_test_end()
             logs.update({f"val_{name}": value for name, value in scores.items()})
