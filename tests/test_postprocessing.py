@@ -196,3 +196,35 @@ def test_no_validation_cases_chooses_nothing(tmp_path, oblique):
         "m", ["c0"], [p], [r], str(splits), "brats2017", str(tmp_path / "o.json")
     )
     assert result["steps"] == [] and result["n_cases"] == 0
+
+
+def test_a_slice_stack_prediction_is_postprocessed_as_a_folder_of_masks(tmp_path):
+    """LGG: the masks of a stack, as one volume (26-connected across slices), written back
+    as the same <id>_<k>_mask.tif files (0/255); a 2-pixel false positive goes."""
+    import shutil
+
+    import SimpleITK as sitk
+    from test_slices import STEM, write_stack
+
+    images = tmp_path / "images" / STEM
+    lesions = write_stack(images)
+    pred = tmp_path / "pred" / STEM
+    pred.mkdir(parents=True)
+    for f in images.glob("*_mask.tif"):
+        shutil.copy(f, pred / f.name)
+    noisy = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / f"{STEM}_3_mask.tif")))
+    noisy[40, 30:32] = 255
+    sitk.WriteImage(sitk.GetImageFromArray(noisy), str(pred / f"{STEM}_3_mask.tif"))
+    out = tmp_path / "out" / STEM
+    steps = [{"region": "lesion", "operation": "min_volume", "value": 10}]
+    postprocess_case(STEM, str(pred), str(images), "binary", steps, str(out))
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(p.name for p in pred.iterdir())
+    got = np.stack(
+        [
+            sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{STEM}_{k}_mask.tif")))
+            for k in range(1, 13)
+        ]
+    )
+    assert set(np.unique(got)) <= {0, 255}
+    np.testing.assert_array_equal(got == 255, lesions)
