@@ -1,8 +1,8 @@
 """nnU-Net's accuracy toolkit end to end on the tiny demo (tests/config/tiny_cv.yaml): a
 region-based 2D U-Net (one sigmoid per BraTS region), two cross-validation folds, their
-ensemble (out of fold on the folds' cases), each with and without test-time mirroring,
-uncertainty maps, and post-processing chosen on validation and applied as runs of their
-own; every output on its input's native grid."""
+ensemble (out of fold on the folds' cases), mirrored at test time, uncertainty maps, and
+post-processing chosen on validation and applied as runs of their own; every output on its
+input's native grid. (`predict.tta: both`, the mirrored twin runs: tests/test_startup.py.)"""
 
 import json
 
@@ -14,7 +14,7 @@ from workflow_helpers import make_workdir, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 CONFIGS = ("--configfile", "tests/config/tiny.yaml", "tests/config/tiny_cv.yaml")
-RAW = ["unet.fold0", "unet.fold1", "unet.ensemble", "unet.ensemble.tta"]
+RAW = ["unet.fold0", "unet.fold1", "unet.ensemble"]
 RUNS = [*RAW, *(f"{r}.pp" for r in RAW)]
 
 
@@ -69,26 +69,23 @@ def test_the_ensemble_predicts_each_fold_case_out_of_fold(cv_run):
             assert pred.shape == ref.shape, (run, case)
             np.testing.assert_allclose(pred.affine, ref.affine, atol=1e-5)
             assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 4}
-    log = (cv_run / "logs/predict/unet.ensemble.tta/batch0.log").read_text()
+    log = (cv_run / "logs/predict/unet.ensemble/batch0.log").read_text()
     assert "test-time mirroring of results/models/unet.fold0/model.keras" in log
     assert "out of fold with" in log
-    assert (
-        "test-time mirroring" not in (cv_run / "logs/predict/unet.ensemble/batch0.log").read_text()
-    )
 
 
 def test_uncertainty_maps_where_predictions_are_averaged(cv_run):
-    """Entropy maps for the ensembles and the mirrored runs (several predictions averaged),
-    float32 on the native grid; none for a single fold predicting once."""
-    case = _splits(cv_run).query("split == 'test'")["case"].iloc[0]
+    """Entropy maps where predictions are averaged (the ensemble; mirrored runs), float32 on
+    the native grid."""
+    case = _splits(cv_run).query("fold < 0")["case"].iloc[0]  # the average of both folds
     ref = nib.load(cv_run / f"resources/demo/{case}/{case}_flair.nii.gz")
-    for run in ("unet.ensemble", "unet.ensemble.tta"):
+    for run in ("unet.ensemble", "unet.fold0"):
         entropy = nib.load(cv_run / f"results/uncertainty/{run}/{case}_entropy.nii.gz")
         assert entropy.get_data_dtype() == np.float32 and entropy.shape == ref.shape
         np.testing.assert_allclose(entropy.affine, ref.affine, atol=1e-5)
         values = entropy.get_fdata()
         assert values.min() >= 0 and values.max() <= 3 * np.log(2) + 1e-5  # 3 regions
-    assert not (cv_run / "results/uncertainty/unet.fold0").exists()
+    assert not (cv_run / "results/uncertainty/unet.fold0.pp").exists()
 
 
 def test_postprocessing_is_chosen_on_validation_and_scored_beside_the_raw(cv_run):

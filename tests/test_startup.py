@@ -163,6 +163,21 @@ def test_auto_batches_follow_the_cases_and_the_cores(workdir, subjects, cores):
     assert len(predict) == len(qc) == len(assign_batches(cases, expected))
 
 
+def test_tta_both_adds_a_mirrored_twin_of_every_run_but_single_folds(workdir):
+    """predict.tta: both: `<run>.tta` beside each ensemble (and run without folds), scored
+    and post-processed like it; the twin of an ensemble reads the split for its folds."""
+    config = write_config(workdir, "both.yaml", {"predict": {"tta": "both"}})
+    args = ("--configfile", "tests/config/tiny.yaml", "tests/config/tiny_cv.yaml", config)
+    proc = run_snakemake(workdir, "-n", *args)
+    found = jobs(proc.stdout)
+    for step in ("predict", "evaluate"):
+        assert f"{step}_unet_ensemble_tta_b0" in found and f"{step}_unet_ensemble_b0" in found
+        assert not any(n.startswith(f"{step}_unet_fold0_tta") for n in found)
+    assert "postprocess_unet_ensemble_tta_pp_b0" in found
+    block = proc.stdout.split("rule predict_unet_ensemble_tta_b0:")[1].split("\nrule ")[0]
+    assert "results/splits/splits.tsv" in block
+
+
 def test_prediction_holds_a_gpu_only_where_the_machine_has_gpus(workdir):
     config = ("--configfile", "tests/config/tiny.yaml")
     cpu = jobs(run_snakemake(workdir, "-n", *config, env={"CUDA_VISIBLE_DEVICES": ""}).stdout)

@@ -335,20 +335,20 @@ def probabilities_to_native(
             f"grid {native}"
         )
     native.apply(out)  # remove floating-point drift in the header
-    native_probs = None
-    if keep_probs:
-        native_probs = np.stack(
-            [
-                sitk.GetArrayFromImage(
-                    reorient(
-                        oriented.apply(sitk.GetImageFromArray(probs[..., c])), native.orientation
-                    )
-                )
-                for c in range(n_cls)
-            ],
-            axis=-1,
-        )
-    return out, native_probs
+    return out, _to_native_channels(probs, oriented, native) if keep_probs else None
+
+
+def _to_native_channels(probs: np.ndarray, oriented: Grid, native: Grid) -> np.ndarray:
+    """Every channel of probabilities on the oriented grid, on the native grid (z, y, x, C)."""
+    return np.stack(
+        [
+            sitk.GetArrayFromImage(
+                reorient(oriented.apply(sitk.GetImageFromArray(probs[..., c])), native.orientation)
+            )
+            for c in range(probs.shape[-1])
+        ],
+        axis=-1,
+    )
 
 
 def labels_to_native(classes_ds: np.ndarray, record: dict, n_classes: int | None = None):
