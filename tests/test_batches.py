@@ -177,6 +177,19 @@ def three_cases(tmp_path_factory):
     return tmp, cases, save_tiny_unet(tmp / "model.keras")
 
 
+def _job(case, paths, out, folder, tag="", outputs=("seg",), reference=None):
+    """One case's arguments of ``predict_batch``: its preprocessed arrays, its reference and
+    the ``outputs`` (``seg``, ``probs``, ``uncertainty``) under ``folder``."""
+    names = {"seg": "seg", "probs": "probs", "uncertainty": "entropy"}
+    return {
+        "case": case,
+        "image_npy": out["image.npy"],
+        "geometry_json": out["geometry.json"],
+        "reference": reference or paths["flair"],
+        **{f"out_{o}": str(folder / f"{tag}{case}_{names[o]}.nii.gz") for o in outputs},
+    }
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_batch_writes_what_one_case_jobs_write(three_cases, tmp_path, threads):
     from tumorseg.inference.batch import predict_batch
@@ -190,16 +203,7 @@ def test_a_batch_writes_what_one_case_jobs_write(three_cases, tmp_path, threads)
             case, model, out["image.npy"], out["geometry.json"], paths["flair"],
             "brats2017", 16, str(single), threads=threads,
         )  # fmt: skip
-        jobs.append(
-            {
-                "case": case,
-                "image_npy": out["image.npy"],
-                "geometry_json": out["geometry.json"],
-                "reference": paths["flair"],
-                "out_seg": str(tmp_path / f"{case}_seg.nii.gz"),
-                "out_probs": str(tmp_path / f"{case}_probs.nii.gz"),
-            }
-        )
+        jobs.append(_job(case, paths, out, tmp_path, outputs=("seg", "probs")))
     logs = {c: str(tmp_path / f"{c}.log") for c, _, _ in cases}
     predict_batch(jobs, model, "brats2017", 16, threads=threads, case_logs=logs)
     for (case, paths, _), job in zip(cases, jobs, strict=True):
@@ -227,18 +231,8 @@ def test_an_ensemble_of_one_model_twice_writes_the_models_prediction(three_cases
     ]
 
     def jobs(tag):
-        return [
-            {
-                "case": case,
-                "image_npy": out["image.npy"],
-                "geometry_json": out["geometry.json"],
-                "reference": paths["flair"],
-                "out_seg": str(tmp_path / f"{tag}_{case}_seg.nii.gz"),
-                "out_probs": str(tmp_path / f"{tag}_{case}_probs.nii.gz"),
-                "out_uncertainty": str(tmp_path / f"{tag}_{case}_entropy.nii.gz"),
-            }
-            for case, paths, out in cases
-        ]
+        outputs = ("seg", "probs", "uncertainty")
+        return [_job(c, paths, out, tmp_path, f"{tag}_", outputs) for c, paths, out in cases]
 
     logs = {c: str(tmp_path / f"{c}.log") for c, _, _ in cases}
     predict_batch(jobs("one"), model, "brats2017", 16, threads=1)
@@ -264,14 +258,9 @@ def test_a_bad_case_in_a_batch_names_itself_and_the_others_are_written(three_cas
     from tumorseg.inference.batch import predict_batch
 
     _, cases, model = three_cases
+    wrong = cases[0][1]["flair"]  # b2 gets b1's image as its reference
     jobs = [
-        {
-            "case": case,
-            "image_npy": out["image.npy"],
-            "geometry_json": out["geometry.json"],
-            "reference": paths["flair"] if case != "b2" else cases[0][1]["flair"],
-            "out_seg": str(tmp_path / f"{case}_seg.nii.gz"),
-        }
+        _job(case, paths, out, tmp_path, reference=wrong if case == "b2" else None)
         for case, paths, out in cases
     ]
     with pytest.raises(BatchError, match=r"1 of 3 cases failed: case b2: .*rerun preprocessing"):

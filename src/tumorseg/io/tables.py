@@ -81,17 +81,21 @@ def read_splits(splits_tsv: str | Path) -> pd.DataFrame:
     return splits
 
 
-def read_folds(splits_tsv: str | Path) -> dict[str, int]:
-    """Each case's cross-validation fold from the split table (-1 for test and predict
+def fold_numbers(splits: pd.DataFrame, splits_tsv: str | Path) -> pd.Series:
+    """The ``fold`` column of a loaded split table as integers (-1 for test and predict
     rows, and for every row of a table without folds)."""
-    splits = read_splits(splits_tsv)
     if "fold" not in splits.columns:
-        return dict.fromkeys(splits["case"], -1)
+        return pd.Series(-1, index=splits.index)
     try:
-        folds = splits["fold"].replace("", "-1").astype(int)
+        return splits["fold"].replace("", "-1").astype(int)
     except ValueError:
         raise InputError("the `fold` column holds non-integers", path=splits_tsv) from None
-    return dict(zip(splits["case"], folds.tolist(), strict=True))
+
+
+def read_folds(splits_tsv: str | Path) -> dict[str, int]:
+    """Each case's cross-validation fold from the split table (:func:`fold_numbers`)."""
+    splits = read_splits(splits_tsv)
+    return dict(zip(splits["case"], fold_numbers(splits, splits_tsv).tolist(), strict=True))
 
 
 def read_run_splits(splits_tsv: str | Path, validation_fold: int | str | None = None):
@@ -102,8 +106,7 @@ def read_run_splits(splits_tsv: str | Path, validation_fold: int | str | None = 
     splits = read_splits(splits_tsv)
     if validation_fold is None:
         return splits
-    folds = read_folds(splits_tsv)
-    fold = splits["case"].map(folds)
+    fold = fold_numbers(splits, splits_tsv)
     validates = fold >= 0 if validation_fold == "all" else fold == int(validation_fold)
     splits.loc[validates, "split"] = "val"
     return splits

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.errors import InputError
-from tumorseg.io.tables import read_splits
+from tumorseg.io.tables import fold_numbers, read_splits
 
 
 def voxel_columns(n_classes: int) -> list[str]:
@@ -49,10 +49,7 @@ def read_split(splits_path: str | Path, fold: int | None = None) -> tuple[list[s
                 "(set split.cv_folds >= 2)",
                 path=splits_path,
             )
-        try:
-            folds = df["fold"].replace("", "-1").astype(int)
-        except ValueError:
-            raise InputError("the `fold` column holds non-integers", path=splits_path) from None
+        folds = fold_numbers(df, splits_path)
         usable = (folds >= 0) & ~df["split"].isin(["test", "predict"])
         train = df.loc[usable & (folds != fold), "case"]
         val = df.loc[usable & (folds == fold), "case"]

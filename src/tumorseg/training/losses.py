@@ -47,13 +47,19 @@ def categorical_crossentropy(y_true, y_pred):
 
 def soft_dice_loss(y_true, y_pred, smooth: float = SMOOTH):
     """``1 -`` mean soft Dice of the foreground classes over the whole batch."""
-    y_true = ops.cast(y_true, "float32")[..., 1:]
-    y_pred = ops.cast(y_pred, "float32")[..., 1:]
-    axes = tuple(range(len(y_true.shape) - 1))
-    intersection = ops.sum(y_true * y_pred, axis=axes)
-    denominator = ops.sum(y_true, axis=axes) + ops.sum(y_pred, axis=axes)
-    dice = (2.0 * intersection + smooth) / (denominator + smooth)
-    return 1.0 - ops.mean(dice)
+    return pooled_soft_dice_loss(
+        ops.cast(y_true, "float32")[..., 1:], ops.cast(y_pred, "float32")[..., 1:], smooth
+    )
+
+
+def pooled_soft_dice_loss(targets, y_pred, smooth: float = SMOOTH):
+    """``1 -`` mean over the channels of the soft Dice pooled over the whole batch."""
+    targets = ops.cast(targets, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    axes = tuple(range(len(targets.shape) - 1))
+    intersection = ops.sum(targets * y_pred, axis=axes)
+    denominator = ops.sum(targets, axis=axes) + ops.sum(y_pred, axis=axes)
+    return 1.0 - ops.mean((2.0 * intersection + smooth) / (denominator + smooth))
 
 
 @keras.saving.register_keras_serializable(package="tumorseg")
@@ -66,12 +72,19 @@ class SegmentationLoss(keras.losses.Loss):
         self.dice_weight = float(dice_weight)
 
     def call(self, y_true, y_pred):
+        y_true = self.targets(y_true)
         total = 0.0
         if self.ce_weight:
-            total = total + self.ce_weight * categorical_crossentropy(y_true, y_pred)
+            total = total + self.ce_weight * self.cross_entropy(y_true, y_pred)
         if self.dice_weight:
-            total = total + self.dice_weight * soft_dice_loss(y_true, y_pred)
+            total = total + self.dice_weight * self.soft_dice(y_true, y_pred)
         return total
+
+    def targets(self, y_true):
+        return y_true
+
+    cross_entropy = staticmethod(categorical_crossentropy)
+    soft_dice = staticmethod(soft_dice_loss)
 
     def get_config(self):
         config = super().get_config()
@@ -91,39 +104,23 @@ def binary_crossentropy(y_true, y_pred):
     return ops.mean(-(y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred)))
 
 
-def region_soft_dice_loss(targets, y_pred, smooth: float = SMOOTH):
-    """``1 -`` mean over regions of the soft Dice pooled over the batch."""
-    y_pred = ops.cast(y_pred, "float32")
-    axes = tuple(range(len(targets.shape) - 1))
-    intersection = ops.sum(targets * y_pred, axis=axes)
-    denominator = ops.sum(targets, axis=axes) + ops.sum(y_pred, axis=axes)
-    return 1.0 - ops.mean((2.0 * intersection + smooth) / (denominator + smooth))
-
-
 @keras.saving.register_keras_serializable(package="tumorseg")
-class RegionLoss(keras.losses.Loss):
+class RegionLoss(SegmentationLoss):
     """``ce_weight * BCE + dice_weight * soft Dice`` over the regions, from one-hot classes
     (``regions``: each region's internal classes, in the model's output order)."""
 
     def __init__(self, regions=(), ce_weight=1.0, dice_weight=1.0, name="dice_ce", **kwargs):
-        super().__init__(name=name, **kwargs)
+        super().__init__(ce_weight, dice_weight, name=name, **kwargs)
         self.regions = [[int(c) for c in classes] for classes in regions]
-        self.ce_weight = float(ce_weight)
-        self.dice_weight = float(dice_weight)
 
-    def call(self, y_true, y_pred):
-        targets = region_targets(y_true, self.regions)
-        total = 0.0
-        if self.ce_weight:
-            total = total + self.ce_weight * binary_crossentropy(targets, y_pred)
-        if self.dice_weight:
-            total = total + self.dice_weight * region_soft_dice_loss(targets, y_pred)
-        return total
+    def targets(self, y_true):
+        return region_targets(y_true, self.regions)
+
+    cross_entropy = staticmethod(binary_crossentropy)
+    soft_dice = staticmethod(pooled_soft_dice_loss)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(regions=self.regions, ce_weight=self.ce_weight, dice_weight=self.dice_weight)
-        return config
+        return {**super().get_config(), "regions": self.regions}
 
 
 def _weights(settings: dict) -> tuple[float, float, str]:
