@@ -171,3 +171,34 @@ def test_a_onednn_isa_limit_below_bf16_counts_as_no_bf16(tmp_path, isa, expected
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(_INTEL.format(extra="avx512_bf16"))
     assert cpu_bf16_flags(cpuinfo, {"ONEDNN_MAX_CPU_ISA": isa}) == expected
+
+
+def test_as_avx2_holds_every_runtime_dispatch_to_avx2(tmp_path):
+    """benchmarks/as_avx2 runs a command as on a CPU without AVX-512: oneDNN's limit (so no
+    bfloat16 training), NumPy's SIMD dispatch without its AVX-512 targets, OpenBLAS's
+    Haswell kernels; without a command it stops with its usage."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    wrapper = Path(__file__).resolve().parents[1] / "benchmarks" / "as_avx2"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(_INTEL.format(extra="avx512_bf16"))
+    probe = (
+        "import json, os, sys\n"
+        "from numpy._core._multiarray_umath import __cpu_features__ as f\n"
+        "from tumorseg.training.precision import cpu_bf16_flags\n"
+        "print(json.dumps({'v4': bool(f.get('X86_V4')), 'icl': bool(f.get('AVX512_ICL')),\n"
+        "    'blas': os.environ.get('OPENBLAS_CORETYPE'),\n"
+        "    'isa': os.environ.get('ONEDNN_MAX_CPU_ISA'),\n"
+        "    'bf16': cpu_bf16_flags(sys.argv[1])}))\n"
+    )
+    run = subprocess.run(
+        [str(wrapper), sys.executable, "-c", probe, str(cpuinfo)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seen = json.loads(run.stdout)
+    assert seen == {"v4": False, "icl": False, "blas": "Haswell", "isa": "AVX2", "bf16": []}
+    usage = subprocess.run([str(wrapper)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
