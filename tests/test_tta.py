@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tumorseg.inference.predict import predict_probabilities
-from tumorseg.inference.tta import entropy, mirror_axes, mirrored
+from tumorseg.inference.tta import entropy, mirror_axes, mirrored, region_entropy
 
 
 def test_mirror_axes_follow_the_training_flips():
@@ -74,3 +74,19 @@ def test_entropy_against_scipy():
     assert h.dtype == np.float32 and h.shape == (5, 6, 7)
     np.testing.assert_allclose(h, scipy_entropy(p, axis=-1), rtol=1e-5, atol=1e-6)
     assert h[0, 0, 0] == 0 and h[0, 0, 1] == pytest.approx(np.log(4))
+
+
+def test_region_entropy_is_the_sum_of_binary_entropies():
+    """A region model's uncertainty: each region's binary entropy (scipy on (p, 1 - p)),
+    summed over the regions; 0 where every region is certain, R ln 2 where all are at 0.5."""
+    from scipy.stats import entropy as scipy_entropy
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(size=(4, 5, 6, 3)).astype(np.float32)
+    p[0, 0, 0] = [1, 0, 1]
+    p[0, 0, 1] = [0.5] * 3
+    h = region_entropy(p)
+    expected = scipy_entropy(np.stack([p, 1 - p], axis=0), axis=0).sum(axis=-1)
+    assert h.dtype == np.float32 and h.shape == (4, 5, 6)
+    np.testing.assert_allclose(h, expected, rtol=1e-5, atol=1e-6)
+    assert h[0, 0, 0] == 0 and h[0, 0, 1] == pytest.approx(3 * np.log(2))

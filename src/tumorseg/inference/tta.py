@@ -58,10 +58,7 @@ def entropy(probs: np.ndarray) -> np.ndarray:
 
 def region_entropy(probs: np.ndarray) -> np.ndarray:
     """The uncertainty of a region model (one sigmoid per region on the last axis): the sum
-    over regions of each one's binary entropy (nats), float32: 0 where every region is
-    certain, ``R ln 2`` where all ``R`` are at 0.5."""
+    over regions of each one's binary entropy (nats; :func:`entropy` of ``(p, 1 - p)``),
+    float32: 0 where every region is certain, ``R ln 2`` where all ``R`` are at 0.5."""
     p = np.clip(np.asarray(probs, dtype=np.float32), 0, 1)
-    q = 1 - p
-    log_p = np.log(np.where(p > 0, p, np.float32(1)))
-    log_q = np.log(np.where(q > 0, q, np.float32(1)))
-    return -(p * log_p + q * log_q).sum(axis=-1, dtype=np.float32)
+    return entropy(np.stack([p, 1 - p], axis=-1)).sum(axis=-1, dtype=np.float32)
